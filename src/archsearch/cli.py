@@ -1,0 +1,93 @@
+"""Command line: `archsearch search|list ...`. User errors print one line and exit non-zero."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from archsearch.errors import ArchsearchError, ConfigError
+
+PRESETS = Path(__file__).parent / "configs"
+
+
+def resolve_config(name: str) -> Path:
+    """A path to a YAML file, or the name of a shipped preset (with or without .yaml)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    preset = PRESETS / (p.name if p.suffix else p.name + ".yaml")
+    if preset.is_file():
+        return preset
+    raise ConfigError(f"config {name!r} not found (neither a file nor a preset; see `archsearch list configs`)")
+
+
+def cmd_search(args) -> int:
+    from archsearch.config import load_config
+    from archsearch.engine.search import run_search
+
+    path = resolve_config(args.config)
+    cfg = load_config(path, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    summary = run_search(cfg, out, progress=False if args.no_progress else None)
+    arch = summary["describe"]
+    cost = summary["eval_network"]
+    print(f"run directory: {out}")
+    print(f"genotype: {out / 'genotype.json'}")
+    for kind, d in arch.items():
+        print(f"  {kind}: {d['ops']}")
+    print(f"  evaluation network ({cost['layers']} cells, C={cost['init_channels']}): "
+          f"{cost['params_M']:.3f}M params, {cost['mult_adds_M']:.0f}M mult-adds")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from archsearch.data import list_datasets
+    from archsearch.objectives import list_objectives
+    from archsearch.spaces import list_spaces
+    from archsearch.strategies import list_strategies
+
+    tables = {
+        "spaces": list_spaces,
+        "strategies": list_strategies,
+        "objectives": list_objectives,
+        "datasets": list_datasets,
+        "configs": lambda: sorted(p.stem for p in PRESETS.glob("*.yaml")),
+    }
+    for name in tables if args.what == "all" else [args.what]:
+        print(f"{name}:")
+        for item in tables[name]():
+            print(f"  {item}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archsearch", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("search", help="run or resume an architecture search")
+    s.add_argument("config", help="a YAML preset: file path or shipped preset name")
+    s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.epochs=1")
+    s.add_argument("--out", help="run directory (default runs/<name>); an existing run resumes")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_search)
+
+    ls = sub.add_parser("list", help="list registered components")
+    ls.add_argument("what", nargs="?", default="all",
+                    choices=["all", "spaces", "strategies", "objectives", "datasets", "configs"])
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ArchsearchError as e:
+        print(f"archsearch: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("archsearch: interrupted; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130

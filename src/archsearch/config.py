@@ -1,0 +1,140 @@
+"""Typed run configuration.
+
+Presets are YAML files merged onto these dataclasses with OmegaConf, so an unknown key or a
+value of the wrong type is refused before anything runs. `key=value` overrides from the command
+line go through the same check.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from archsearch.errors import ConfigError
+
+
+@dataclass
+class GeneratedDataConfig:
+    """Shape of the synthetic dataset used by tests and smoke runs."""
+
+    channels: int = 3
+    image_size: int = 32
+    num_classes: int = 10
+    num_samples: int = 256
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"
+    root: Optional[str] = None  # else $ARCHSEARCH_DATA, then the dataset's standard places
+    split: str = "portion"  # portion: split the train set; folders: <root>/train and <root>/val
+    train_portion: float = 0.5
+    subset: int = 0  # use only the first N training images (0 = all of them)
+    image_size: int = 0  # 0 = the dataset's native size
+    batch_size: int = 64
+    val_batch_size: int = 0  # 0 = batch_size
+    num_workers: int = 0
+    augment: bool = True
+    cutout: int = 0
+    download: bool = False
+    generated: GeneratedDataConfig = field(default_factory=GeneratedDataConfig)
+
+
+@dataclass
+class SpaceConfig:
+    name: str = "darts"  # darts, darts-s1 .. darts-s4
+    init_channels: int = 16
+    layers: int = 8
+    nodes: int = 4
+    stem_multiplier: int = 3
+    stem: str = "auto"  # cifar | imagenet | auto (imagenet stem for inputs >= 128 px)
+    partial_channels: int = 1  # PC-DARTS K; 1 = every channel goes through the ops
+    impl: str = "fast"  # fast | reference (every op evaluated and summed, as in the papers)
+
+
+@dataclass
+class StrategyConfig:
+    name: str = "darts"
+    order: int = 1  # 1 or 2 (darts, milenas)
+    arch_lr: float = 3e-4
+    arch_betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    arch_weight_decay: float = 1e-3
+    arch_grad_clip: float = 0.0  # 0 = off (PC-DARTS ImageNet clips at 5)
+    warmup_epochs: float = 0.0  # weight-only epochs before the first architecture update
+    lam: float = 1.0  # MiLeNAS lambda: alpha <- alpha - eta (dL_tr + lam dL_val)
+    edge_norm: bool = True  # PC-DARTS edge-normalisation betas
+    num_candidates: int = 50  # random: genotypes scored with the shared weights at the end
+    candidate_batches: int = 4  # random: val batches per candidate score
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "supervised"
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 50
+    lr: float = 0.025
+    lr_min: float = 0.001
+    lr_warmup_epochs: int = 0  # linear warm-up lr*(e+1)/W for e < W (PC-DARTS ImageNet)
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+
+
+@dataclass
+class SearchConfig:
+    name: str = "search"
+    seed: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    steps_per_epoch: int = 0  # 0 = one pass over the train split
+    log_every: int = 10
+    history_every: int = 10  # record softmaxed architecture weights every N steps
+    checkpoint_every: int = 50  # steps; a checkpoint is also written at every epoch end
+    val_batches: int = 0  # batches for the end-of-epoch validation (0 = whole val split)
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
+def load_config(path: Optional[Path], overrides: list[str] = (), schema=SearchConfig) -> Any:
+    """Merge a YAML preset and `key=value` overrides onto the typed schema."""
+    try:
+        cfg = OmegaConf.structured(schema)
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must be key=value, got {bad[0]!r}")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"bad config{where}: {_one_line(e)}") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # YAML syntax errors and the like
+        raise ConfigError(f"cannot read config {path}: {_one_line(e)}") from None
+    return obj
+
+
+def to_dict(cfg: Any) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -1,0 +1,272 @@
+"""The search loop: one run directory, resumable at any checkpoint, any space/strategy/objective.
+
+run_dir/
+  config.yaml          resolved configuration (a resumed run must match it)
+  metrics.jsonl        per-step training metrics and per-epoch validation
+  arch_history.jsonl   softmaxed architecture weights every `history_every` steps
+  tb/                  TensorBoard events
+  checkpoint.pt        latest state (atomic): weights, architecture, optimizers, RNG, data positions
+  genotype.json        the derived architecture (updated every epoch, final at the end)
+  summary.json         final result: architecture, its cost, timings
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from archsearch.config import SearchConfig, to_dict, to_yaml
+from archsearch.data import build_search_data
+from archsearch.engine.device import rng_state, seed_everything, select_device, set_rng_state
+from archsearch.engine.runlog import JsonlLog
+from archsearch.engine.schedules import cosine_lr
+from archsearch.errors import CheckpointError, ConfigError
+from archsearch.objectives import create_objective
+from archsearch.spaces import create_space
+from archsearch.strategies import StepContext, create_strategy
+from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
+
+log = logging.getLogger("archsearch")
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Search:
+    """Everything a search holds, built from a config."""
+
+    cfg: SearchConfig
+    device: torch.device
+    data: object
+    objective: object
+    space: object
+    model: torch.nn.Module
+    strategy: object
+    optimizer: torch.optim.SGD
+    steps_per_epoch: int
+
+    @classmethod
+    def build(cls, cfg: SearchConfig) -> "Search":
+        seed_everything(cfg.seed)
+        device = select_device(cfg.device)
+        data = build_search_data(cfg.data, cfg.seed)
+        info = data.info
+        objective = create_objective(cfg.objective, info)
+        space = create_space(cfg.space)
+        model = space.build_supernet(
+            objective.input_channels(info.in_channels), info.image_size, objective.build_head
+        ).to(device)
+        strategy = create_strategy(cfg.strategy, space).to(device)
+        o = cfg.optim
+        optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        steps = cfg.steps_per_epoch or data.train.batches_per_epoch
+        return cls(cfg, device, data, objective, space, model, strategy, optimizer, steps)
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.optim.epochs * self.steps_per_epoch
+
+    def lr(self, epoch: int) -> float:
+        o = self.cfg.optim
+        return cosine_lr(epoch, o.epochs, o.lr, o.lr_min, o.lr_warmup_epochs)
+
+    def context(self, step: int) -> StepContext:
+        epoch = step // self.steps_per_epoch
+        lr = self.lr(epoch)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return StepContext(
+            model=self.model, objective=self.objective, optimizer=self.optimizer, lr=lr,
+            grad_clip=self.cfg.optim.grad_clip, step=step,
+            epoch=step / self.steps_per_epoch, seed=self.cfg.seed, next_val=self.next_val,
+        )
+
+    def next_val(self):
+        return self._to_device(self.data.val.next())
+
+    def next_train(self):
+        return self._to_device(self.data.train.next())
+
+    def _to_device(self, batch):
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state(self, step: int) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "search",
+            "step": step,
+            "config": to_dict(self.cfg),
+            "model": self.model.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "arch_optimizer": self.strategy.optimizer.state_dict() if self.strategy.optimizer else None,
+            "rng": rng_state(),
+            "data": {"train": self.data.train.position, "val": self.data.val.position},
+        }
+
+    def load_state(self, ckpt: dict) -> int:
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.strategy.load_state_dict(ckpt["strategy"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt["arch_optimizer"] is not None:
+                self.strategy.optimizer.load_state_dict(ckpt["arch_optimizer"])
+            set_rng_state(ckpt["rng"])
+            self.data.train.seek(ckpt["data"]["train"])
+            self.data.val.seek(ckpt["data"]["val"])
+            return int(ckpt["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"checkpoint does not fit this search: {type(e).__name__}: {e}") from None
+
+    # -- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, batches: int) -> dict[str, float]:
+        """Supernet loss/metrics on the architecture split under the current weights (a monitor)."""
+        weights = self.strategy.expected_weights()
+        if not weights:
+            return {}
+        self.model.eval()
+        n = batches or self.data.val.batches_per_epoch
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(n):
+            x, y = self.next_val()
+            inputs, targets = self.objective.prepare(x, y)
+            out = self.model(inputs, weights)
+            b = targets.shape[0]
+            sums["val_loss"] = sums.get("val_loss", 0.0) + self.objective.loss(out, targets).item() * b
+            for k, v in self.objective.metrics(out, targets).items():
+                sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + v * b
+            count += b
+        self.model.train()
+        return {k: v / count for k, v in sums.items()}
+
+
+def _check_same_config(run_dir: Path, cfg: SearchConfig) -> None:
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    now = to_dict(cfg)
+    if saved != now:
+        diff = sorted(_diff_keys(saved, now))
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config ({', '.join(diff[:5])}); "
+            "use another --out directory to start a new run"
+        )
+
+
+def _diff_keys(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in set(a) | set(b):
+            yield from _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+    elif a != b:
+        yield prefix.rstrip(".")
+
+
+def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None) -> dict:
+    """Run (or resume) a search in `run_dir`; returns the summary."""
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    resuming = ckpt_path.exists()
+    if resuming:
+        _check_same_config(run_dir, cfg)
+        ckpt = load_checkpoint(ckpt_path)  # before anything is built or written
+    s = Search.build(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics_log = JsonlLog(run_dir / "metrics.jsonl")
+    history_log = JsonlLog(run_dir / "arch_history.jsonl")
+    start = 0
+    if resuming:
+        start = s.load_state(ckpt)
+        metrics_log.truncate_after(start - 1)
+        history_log.truncate_after(start - 1)
+        log.info("resuming %s at step %d of %d", run_dir, start, s.total_steps)
+    else:
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start)
+    t0 = time.time()
+    bar = tqdm(total=s.total_steps, initial=start, disable=None if progress is None else not progress,
+               desc=f"{cfg.strategy.name} search", unit="step", dynamic_ncols=True)
+    s.model.train()
+    try:
+        for step in range(start, s.total_steps):
+            if step % cfg.history_every == 0:
+                _record_history(history_log, writer, s, step)
+            ctx = s.context(step)
+            metrics = s.strategy.step(ctx, s.next_train())
+            done = step + 1
+            if done % cfg.log_every == 0 or done == s.total_steps:
+                rec = {"step": step, "epoch": ctx.epoch, "lr": ctx.lr, **metrics}
+                metrics_log.append(rec)
+                for k, v in metrics.items():
+                    writer.add_scalar(f"search/{k}", v, step)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if "loss" in k or "top1" in k})
+            bar.update(1)
+            epoch_end = done % s.steps_per_epoch == 0
+            if epoch_end:
+                _end_epoch(s, run_dir, metrics_log, writer, step)
+            if epoch_end or done % cfg.checkpoint_every == 0:
+                atomic_torch_save(ckpt_path, s.state(done))
+    finally:
+        bar.close()
+        writer.flush()
+
+    ctx = s.context(max(s.total_steps - 1, 0))
+    arch = s.strategy.finalize(ctx)
+    if s.total_steps % cfg.history_every == 0:
+        _record_history(history_log, writer, s, s.total_steps)
+    writer.close()
+    atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
+    summary = _summary(s, arch, time.time() - t0, start)
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _record_history(history_log: JsonlLog, writer, s: Search, step: int) -> None:
+    weights = s.strategy.expected_weights()
+    if not weights:
+        return
+    history_log.append({"step": step, "epoch": step / s.steps_per_epoch,
+                        **{k: v.cpu().tolist() for k, v in weights.items()}})
+    for k, v in weights.items():
+        writer.add_histogram(f"arch/{k}", v.cpu(), step)
+
+
+def _end_epoch(s: Search, run_dir: Path, metrics_log: JsonlLog, writer, step: int) -> None:
+    epoch = (step + 1) // s.steps_per_epoch
+    rec = {"step": step, "epoch": epoch, **s.validate(s.cfg.val_batches)}
+    arch = s.strategy.derive()
+    if arch is not None:
+        rec["genotype"] = s.space.arch_to_dict(arch)
+        rec["arch"] = s.space.describe(arch)
+        atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
+        for kind, d in rec["arch"].items():
+            writer.add_scalar(f"arch/{kind}_skip_connect", d["skip_connect"], step)
+    for k, v in rec.items():
+        if k.startswith("val_"):
+            writer.add_scalar(f"search/{k}", v, step)
+    metrics_log.append(rec)
+    log.info("epoch %d: %s", epoch, {k: v for k, v in rec.items() if k.startswith("val_")})
+
+
+def _summary(s: Search, arch, seconds: float, start: int) -> dict:
+    info = s.data.info
+    out = {
+        "strategy": s.cfg.strategy.name,
+        "space": s.cfg.space.name,
+        "objective": s.cfg.objective.name,
+        "dataset": s.cfg.data.name,
+        "steps": s.total_steps,
+        "resumed_at_step": start,
+        "seconds_this_process": round(seconds, 2),
+        "architecture": s.space.arch_to_dict(arch),
+        "describe": s.space.describe(arch),
+    }
+    out["eval_network"] = s.space.cost(arch, info)
+    return out

@@ -1,0 +1,48 @@
+"""The objective axis: what a batch means and what the network is trained to predict.
+
+An objective turns a raw (images, labels) batch into network inputs and targets, builds the
+task head on top of any trunk, and owns the loss and metrics. Supervised classification is
+one objective; pretext tasks (rotation, colorization, jigsaw) are others. Strategies only ever
+call `prepare`, `loss` and `metrics`, so any strategy runs with any objective.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from archsearch.registry import Registry
+
+OBJECTIVES: Registry["Objective"] = Registry("objective")
+
+
+class Objective(ABC):
+    name: str
+
+    def input_channels(self, data_channels: int) -> int:
+        """Channels the network sees (colorization feeds only L, for instance)."""
+        return data_channels
+
+    @abstractmethod
+    def build_head(self, channels: int) -> nn.Module:
+        """Task head on a (N, channels, H, W) feature map."""
+
+    @abstractmethod
+    def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network inputs and targets for one raw batch."""
+
+    @abstractmethod
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """Batch means (e.g. top-1 accuracy); the engine weights them by batch size."""
+
+
+def create_objective(cfg, info) -> Objective:
+    return OBJECTIVES.create(cfg.name, cfg, info)
+
+
+def list_objectives() -> list[str]:
+    return OBJECTIVES.names()

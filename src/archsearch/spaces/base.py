@@ -1,0 +1,65 @@
+"""The search-space interface and registry.
+
+A space builds a supernet for an input shape, says what shape its architecture weights take,
+turns weights into a discrete architecture, samples architectures, and prices them.
+"""
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from archsearch.registry import Registry
+
+SPACES: Registry["SearchSpace"] = Registry("search space")
+
+
+class SearchSpace(ABC):
+    name: str
+
+    @abstractmethod
+    def arch_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the architecture weight tensors the supernet consumes, by key."""
+
+    @abstractmethod
+    def edge_groups(self) -> list[slice]:
+        """Rows of the weight matrices that compete with each other (one group per node)."""
+
+    @abstractmethod
+    def build_supernet(self, in_channels: int, image_size: int, head: Callable[[int], nn.Module]) -> nn.Module:
+        """A module called as supernet(x, weights); `head` maps feature channels to the task head."""
+
+    @abstractmethod
+    def derive(self, weights: dict[str, torch.Tensor]) -> Any:
+        """The discrete architecture that the (soft) weights point to."""
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> Any:
+        """A uniformly random discrete architecture."""
+
+    @abstractmethod
+    def one_hot(self, arch: Any) -> dict[str, torch.Tensor]:
+        """Weights that make the supernet compute exactly `arch`."""
+
+    @abstractmethod
+    def arch_to_dict(self, arch: Any) -> dict:
+        """JSON form of an architecture (what genotype.json holds)."""
+
+    @abstractmethod
+    def cost(self, arch: Any, info) -> dict:
+        """Params and mult-adds of the architecture's evaluation network for a dataset."""
+
+    @abstractmethod
+    def describe(self, arch: Any) -> dict:
+        """Human-facing summary of an architecture (e.g. op counts)."""
+
+
+def create_space(cfg) -> SearchSpace:
+    return SPACES.create(cfg.name, cfg)
+
+
+def list_spaces() -> list[str]:
+    return SPACES.names()

@@ -1,0 +1,179 @@
+"""The DARTS search network: cells of mixed edges driven by external architecture weights.
+
+The supernet owns only the network weights. The architecture weights arrive with every forward
+as a dict {"normal": (edges, ops), "reduce": (edges, ops)} and, for edge normalisation,
+{"normal_edges": (edges,), "reduce_edges": (edges,)}; the strategy decides where they come from.
+
+Two formulations are kept: `reference` evaluates every candidate of every edge and sums them
+(the papers' code), `fast` skips candidates whose weight is exactly zero when no gradient is
+wanted for the weights (one-hot paths). Both compute the same function.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archsearch.spaces.darts.genotype import edge_sources
+from archsearch.spaces.darts.ops import FactorizedReduce, ReLUConvBN, create_op
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Output channel c*groups + g takes input channel g*(C/groups) + c."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class MixedEdge(nn.Module):
+    """Weighted sum of candidate ops; with K > 1 only the first C/K channels go through them.
+
+    PC-DARTS: the other channels bypass the ops (max-pooled on stride-2 edges) and a channel
+    shuffle makes the next edge see a different subset.
+    """
+
+    def __init__(self, op_names: Sequence[str], channels: int, stride: int, partial: int = 1):
+        super().__init__()
+        if channels % partial:
+            raise ValueError(f"partial channels K={partial} must divide C={channels}")
+        self.partial = partial
+        self.stride = stride
+        self.ops = nn.ModuleList(
+            create_op(n, channels // partial, stride, affine=False, search=True) for n in op_names
+        )
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, active: Optional[list[int]] = None):
+        k = self.partial
+        xa = x[:, : x.shape[1] // k] if k > 1 else x
+        idx = range(len(self.ops)) if active is None else active
+        if len(idx):
+            y = sum(w[i] * self.ops[i](xa) for i in idx)
+        else:  # every weight is zero: the edge contributes zeros (plus the bypass)
+            y = xa[:, :, :: self.stride, :: self.stride].mul(0.0)
+        if k == 1:
+            return y
+        xb = x[:, x.shape[1] // k :]
+        if self.stride == 2:
+            xb = F.max_pool2d(xb, 2, 2)
+        return channel_shuffle(torch.cat([y, xb], dim=1), k)
+
+
+class SearchCell(nn.Module):
+    def __init__(self, op_names, nodes, c_pp, c_p, c, reduction, reduction_prev, partial):
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = nodes
+        self.preprocess0 = (
+            FactorizedReduce(c_pp, c, affine=False) if reduction_prev
+            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
+        )
+        self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedEdge(op_names[e], c, 2 if reduction and src < 2 else 1, partial)
+            for e, (_, src) in enumerate(edge_sources(nodes))
+        )
+
+    def forward(self, s0, s1, w, edge_w=None, active=None):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        e = 0
+        for i in range(self.nodes):
+            total = 0
+            for j in range(2 + i):
+                out = self.edges[e](states[j], w[e], None if active is None else active[e])
+                total = total + (out if edge_w is None else edge_w[e] * out)
+                e += 1
+            states.append(total)
+        return torch.cat(states[2:], dim=1)
+
+
+def cifar_stem(in_channels: int, c: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+
+
+class ImageNetStem(nn.Module):
+    """Three stride-2 convs (224 -> 28); s0 is taken after the second, s1 after the third."""
+
+    def __init__(self, in_channels: int, c: int):
+        super().__init__()
+        self.stem0 = nn.Sequential(
+            nn.Conv2d(in_channels, c // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(c // 2),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c // 2, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c),
+        )
+        self.stem1 = nn.Sequential(
+            nn.ReLU(inplace=False), nn.Conv2d(c, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c)
+        )
+
+    def forward(self, x):
+        s0 = self.stem0(x)
+        return s0, self.stem1(s0)
+
+
+def reduction_layers(layers: int) -> tuple[int, ...]:
+    return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+class DartsSupernet(nn.Module):
+    """Stem, `layers` search cells (reductions at 1/3 and 2/3 of the depth), objective head."""
+
+    def __init__(
+        self,
+        op_names: dict[str, Sequence[Sequence[str]]],
+        in_channels: int,
+        head: Callable[[int], nn.Module],
+        init_channels: int = 16,
+        layers: int = 8,
+        nodes: int = 4,
+        stem_multiplier: int = 3,
+        imagenet_stem: bool = False,
+        partial: int = 1,
+        impl: str = "fast",
+    ):
+        super().__init__()
+        if impl not in ("fast", "reference"):
+            raise ValueError(f"impl must be fast or reference, got {impl!r}")
+        self.impl = impl
+        c_curr = stem_multiplier * init_channels
+        self.imagenet_stem = imagenet_stem
+        self.stem = ImageNetStem(in_channels, c_curr) if imagenet_stem else cifar_stem(in_channels, c_curr)
+        c_pp, c_p, c = c_curr, c_curr, init_channels
+        reduction_prev = imagenet_stem
+        self.cells = nn.ModuleList()
+        for i in range(layers):
+            reduction = i in reduction_layers(layers)
+            if reduction:
+                c *= 2
+            kind = "reduce" if reduction else "normal"
+            self.cells.append(
+                SearchCell(op_names[kind], nodes, c_pp, c_p, c, reduction, reduction_prev, partial)
+            )
+            reduction_prev = reduction
+            c_pp, c_p = c_p, nodes * c
+        self.out_channels = c_p
+        self.head = head(c_p)
+
+    def features(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        active = self._active(weights)
+        s0, s1 = self.stem(x) if self.imagenet_stem else (self.stem(x),) * 2
+        for cell in self.cells:
+            kind = "reduce" if cell.reduction else "normal"
+            out = cell(s0, s1, weights[kind], weights.get(kind + "_edges"), active[kind])
+            s0, s1 = s1, out
+        return s1
+
+    def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.features(x, weights))
+
+    def _active(self, weights) -> dict[str, Optional[list[list[int]]]]:
+        """Per edge, the ops worth running; None means all of them."""
+        out = {}
+        for kind in ("normal", "reduce"):
+            w = weights[kind]
+            if self.impl == "reference" or w.requires_grad:
+                # The gradient of a zero weight is <op(x), grad>, not zero: keep every op.
+                out[kind] = None
+            else:
+                nz = (w != 0).cpu()  # one host sync per cell type and forward
+                out[kind] = [row.nonzero().flatten().tolist() for row in nz]
+        return out

@@ -1,0 +1,142 @@
+"""The strategy axis: what produces the architecture weights and how one search step updates them.
+
+A strategy owns the architecture parameters (alphas, betas, a generator network ...) as an
+nn.Module, their optimizer, and the update rule of one iteration, weight step included, so that
+methods with unusual weight steps (fair sampling, single paths) fit the same loop. It sees the
+supernet, the objective and batches, never the dataset or the task.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from archsearch.errors import DivergenceError
+from archsearch.registry import Registry
+
+STRATEGIES: Registry["SearchStrategy"] = Registry("strategy")
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class StepContext:
+    model: nn.Module  # the supernet
+    objective: Any
+    optimizer: torch.optim.SGD  # the weight optimizer
+    lr: float  # this epoch's weight learning rate (xi of the unrolled step)
+    grad_clip: float
+    step: int  # global step index
+    epoch: float  # fractional epoch: epoch + step_in_epoch / steps_per_epoch
+    seed: int
+    next_val: Callable[[], Batch]  # draws the next architecture batch (only when needed)
+
+
+def check_finite(loss: torch.Tensor, what: str, step: int) -> None:
+    if not torch.isfinite(loss).all():
+        raise DivergenceError(
+            f"{what} became {loss.item()} at step {step}; lower the learning rates or check the data"
+        )
+
+
+class SearchStrategy(nn.Module):
+    name: str = "?"
+
+    def __init__(self, space, cfg):
+        super().__init__()
+        self.space = space
+        self.cfg = cfg
+        self.optimizer: Optional[torch.optim.Optimizer] = None  # created by subclasses
+
+    # -- what subclasses provide --------------------------------------------------------------
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Architecture weights for the supernet, differentiable w.r.t. the parameters.
+
+        Empty for strategies without continuous weights (random search).
+        """
+        return {}
+
+    def expected_weights(self) -> dict[str, torch.Tensor]:
+        """Detached weights to derive from and to record in the history."""
+        with torch.no_grad():
+            return {k: v.detach() for k, v in self.weights().items()}
+
+    def step(self, ctx: StepContext, train: Batch) -> dict[str, float]:
+        """One search iteration on a train batch (draw validation batches with ctx.next_val)."""
+        raise NotImplementedError(f"{type(self).__name__} must define step()")
+
+    def derive(self):
+        weights = self.expected_weights()
+        return self.space.derive(weights) if weights else None
+
+    def finalize(self, ctx: StepContext):
+        """The architecture this search returns once its budget is spent."""
+        return self.derive()
+
+    # -- shared pieces ------------------------------------------------------------------------
+    def arch_active(self, ctx: StepContext) -> bool:
+        return ctx.epoch >= self.cfg.warmup_epochs
+
+    def make_arch_optimizer(self) -> torch.optim.Optimizer:
+        c = self.cfg
+        return torch.optim.Adam(
+            self.parameters(), lr=c.arch_lr, betas=tuple(c.arch_betas), weight_decay=c.arch_weight_decay
+        )
+
+    def apply_arch_grads(self, grads: list[torch.Tensor], step: int) -> None:
+        """Set the architecture gradients and take one optimizer step."""
+        params = list(self.parameters())
+        for p, g in zip(params, grads):
+            check_finite(g, "architecture gradient", step)
+            p.grad = g.detach().clone()
+        if self.cfg.arch_grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, self.cfg.arch_grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def forward_loss(ctx: StepContext, batch: Batch, weights, params: Optional[dict] = None):
+    """Objective loss of the supernet on a batch, optionally with substituted weight tensors."""
+    inputs, targets = ctx.objective.prepare(*batch)
+    if params is None:
+        out = ctx.model(inputs, weights)
+    else:
+        out = functional_call(ctx.model, params, (inputs, weights), strict=False)
+    return ctx.objective.loss(out, targets), out, targets
+
+
+def weight_step(ctx: StepContext, batch: Batch, weights, loss_and_out=None) -> dict[str, float]:
+    """One SGD step on the supernet weights (architecture weights held fixed)."""
+    opt = ctx.optimizer
+    if loss_and_out is None:
+        opt.zero_grad(set_to_none=True)
+        weights = {k: v.detach() for k, v in weights.items()}
+        loss, out, targets = forward_loss(ctx, batch, weights)
+        check_finite(loss, "training loss", ctx.step)
+        loss.backward()
+    else:  # the caller already back-propagated this loss into the weights
+        loss, out, targets = loss_and_out
+    if ctx.grad_clip > 0:
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        nn.utils.clip_grad_norm_(params, ctx.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    metrics = {"train_loss": loss.item()}
+    metrics.update({f"train_{k}": v for k, v in ctx.objective.metrics(out.detach(), targets).items()})
+    return metrics
+
+
+def step_rng(ctx: StepContext, salt: int = 0) -> random.Random:
+    """A Python RNG that depends only on (seed, step): sampling survives resume exactly."""
+    return random.Random(ctx.seed * 1_000_003 + ctx.step * 7 + salt)
+
+
+def create_strategy(cfg, space) -> SearchStrategy:
+    return STRATEGIES.create(cfg.name, space, cfg)
+
+
+def list_strategies() -> list[str]:
+    return STRATEGIES.names()

@@ -1,0 +1,53 @@
+"""DARTS (Liu et al., 2019): softmax-relaxed alphas, alternating architecture and weight steps.
+
+order 1: the architecture gradient is dL_val/dalpha at the current weights.
+order 2: the unrolled hypergradient through one virtual SGD step (bilevel.py).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from archsearch.errors import ConfigError
+from archsearch.strategies.base import STRATEGIES, SearchStrategy, StepContext, check_finite, forward_loss, weight_step
+from archsearch.strategies.bilevel import unrolled_gradient, virtual_step
+
+
+class AlphaStrategy(SearchStrategy):
+    """Raw architecture logits, one (edges, ops) matrix per cell type, 1e-3 * N(0, 1) init."""
+
+    def __init__(self, space, cfg):
+        super().__init__(space, cfg)
+        if cfg.order not in (1, 2):
+            raise ConfigError(f"strategy.order must be 1 or 2, got {cfg.order}")
+        self.alphas = nn.ParameterDict(
+            {k: nn.Parameter(1e-3 * torch.randn(*shape)) for k, shape in space.arch_shapes().items()}
+        )
+
+    def weights(self):
+        return {k: torch.softmax(a, dim=-1) for k, a in self.alphas.items()}
+
+
+@STRATEGIES.register("darts")
+class Darts(AlphaStrategy):
+    name = "darts"
+
+    def __init__(self, space, cfg):
+        super().__init__(space, cfg)
+        self.optimizer = self.make_arch_optimizer()
+
+    def step(self, ctx: StepContext, train):
+        metrics = {}
+        if self.arch_active(ctx):
+            val = ctx.next_val()
+            if self.cfg.order == 1:
+                loss, _, _ = forward_loss(ctx, val, self.weights())
+                check_finite(loss, "architecture loss", ctx.step)
+                grads = torch.autograd.grad(loss, list(self.parameters()))
+                metrics["arch_loss"] = loss.item()
+            else:
+                w_prime = virtual_step(ctx, train, self.weights())
+                grads = unrolled_gradient(ctx, self, train, val, w_prime)
+            self.apply_arch_grads(grads, ctx.step)
+        metrics.update(weight_step(ctx, train, self.weights()))
+        return metrics

@@ -41,13 +41,32 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_genotype(args) -> int:
+    from archsearch.spaces.darts.cost import network_cost
+    from archsearch.spaces.darts.genotype import resolve_genotype
+
+    g = resolve_genotype(args.ref)
+    for kind in ("normal", "reduce"):
+        cell = getattr(g, kind)
+        nodes = "  ".join(f"{i}: {cell[2 * i][0]}<-{cell[2 * i][1]}, {cell[2 * i + 1][0]}<-{cell[2 * i + 1][1]}"
+                          for i in range(len(cell) // 2))
+        print(f"{kind:7s} {nodes}  concat {list(getattr(g, kind + '_concat'))}")
+    cifar = network_cost(g, 36, 20, num_classes=10)
+    imnet = network_cost(g, 48, 14, num_classes=1000, image_size=224, imagenet=True)
+    print(f"CIFAR network (C=36, 20 cells): {cifar.params / 1e6:.3f}M params, {cifar.macs / 1e6:.0f}M mult-adds")
+    print(f"ImageNet network (C=48, 14 cells): {imnet.params / 1e6:.3f}M params, {imnet.macs / 1e6:.0f}M mult-adds")
+    return 0
+
+
 def cmd_list(args) -> int:
     from archsearch.data import list_datasets
     from archsearch.objectives import list_objectives
     from archsearch.spaces import list_spaces
+    from archsearch.spaces.darts.genotype import published_genotypes
     from archsearch.strategies import list_strategies
 
     tables = {
+        "genotypes": lambda: sorted(published_genotypes()),
         "spaces": list_spaces,
         "strategies": list_strategies,
         "objectives": list_objectives,
@@ -72,9 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_search)
 
+    g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks")
+    g.add_argument("ref", help="genotype JSON file, run directory, or published name")
+    g.set_defaults(func=cmd_genotype)
+
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", nargs="?", default="all",
-                    choices=["all", "spaces", "strategies", "objectives", "datasets", "configs"])
+                    choices=["all", "genotypes", "spaces", "strategies", "objectives", "datasets", "configs"])
     ls.set_defaults(func=cmd_list)
     return p
 

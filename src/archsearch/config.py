@@ -64,6 +64,7 @@ class StrategyConfig:
     arch_weight_decay: float = 1e-3
     arch_grad_clip: float = 0.0  # 0 = off (PC-DARTS ImageNet clips at 5)
     warmup_epochs: float = 0.0  # weight-only epochs before the first architecture update
+    fd_radius: float = 0.01  # 2nd order: finite-difference step eps = fd_radius / ||v||
     lam: float = 1.0  # MiLeNAS lambda: alpha <- alpha - eta (dL_tr + lam dL_val)
     edge_norm: bool = True  # PC-DARTS edge-normalisation betas
     num_candidates: int = 50  # random: genotypes scored with the shared weights at the end

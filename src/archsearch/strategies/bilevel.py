@@ -75,5 +75,5 @@ def fd_hvp(ctx: StepContext, train: Batch, strategy, v: list[torch.Tensor], r: f
 def unrolled_gradient(ctx, strategy, train: Batch, outer: Batch, w_prime) -> list[torch.Tensor]:
     """Hypergradient of the loss on `outer` through one virtual weight step on `train`."""
     d_alpha, v = outer_gradients(ctx, outer, strategy, w_prime)
-    hvp = fd_hvp(ctx, train, strategy, v)
+    hvp = fd_hvp(ctx, train, strategy, v, strategy.cfg.fd_radius)
     return [g - ctx.lr * h for g, h in zip(d_alpha, hvp)]

@@ -138,3 +138,26 @@ def sample_cell(op_names: Sequence[Sequence[str]], nodes: int, rng: random.Rando
             ops = [n for n in op_names[offsets[i] + j] if n != "none"]
             cell.append((rng.choice(ops), j))
     return tuple(cell)
+
+
+PUBLISHED = Path(__file__).with_name("published.json")
+
+
+def published_genotypes() -> dict[str, Genotype]:
+    """Genotypes reported by the papers (DARTS, PC-DARTS, MiLeNAS), by name."""
+    data = json.loads(PUBLISHED.read_text())
+    return {name: Genotype.from_dict(d, where=name) for name, d in data.items()}
+
+
+def resolve_genotype(ref: str) -> Genotype:
+    """A genotype JSON file, a run directory holding genotype.json, or a published name."""
+    p = Path(ref)
+    if p.is_dir():
+        p = p / "genotype.json"
+    if p.suffix == ".json" or p.exists():
+        return Genotype.load(p)
+    known = published_genotypes()
+    if ref in known:
+        return known[ref]
+    raise GenotypeError(f"{ref!r} is neither a genotype file, a run directory nor a published genotype "
+                        f"({', '.join(sorted(known))})")

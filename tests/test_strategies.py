@@ -1,0 +1,127 @@
+"""Update rules of the first-order strategies against their formulas."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from archsearch.config import StrategyConfig
+from archsearch.strategies import create_strategy
+from archsearch.strategies.base import forward_loss
+from archsearch.strategies.pcdarts import node_softmax
+
+from helpers import context, tiny_setup
+
+
+def _adam_like(strat, grads):
+    """What one Adam step with the strategy's hyper-parameters does to a copy of its parameters."""
+    params = [p.detach().clone().requires_grad_() for p in strat.parameters()]
+    c = strat.cfg
+    opt = torch.optim.Adam(params, lr=c.arch_lr, betas=tuple(c.arch_betas), weight_decay=c.arch_weight_decay)
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    opt.step()
+    return params
+
+
+def _sgd_like(model, opt, grads, clip):
+    params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    g0 = opt.param_groups[0]
+    ref = torch.optim.SGD(params, lr=g0["lr"], momentum=g0["momentum"], weight_decay=g0["weight_decay"])
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    nn.utils.clip_grad_norm_(params, clip)
+    ref.step()
+    return params
+
+
+def test_milenas_first_order_update_follows_the_formula():
+    lam = 0.3
+    sp, model, strat, opt, batches = tiny_setup("milenas", order=1, lam=lam, arch_lr=0.01)
+    ctx = context(model, opt, batches)
+    train, val = batches[0], batches[3]
+    alphas = list(strat.parameters())
+    # gradients at the current (w, alpha), computed independently
+    loss_tr, _, _ = forward_loss(ctx, train, strat.weights())
+    g_tr_alpha = torch.autograd.grad(loss_tr, alphas, retain_graph=True)
+    g_tr_w = torch.autograd.grad(loss_tr, list(model.parameters()))
+    loss_val, _, _ = forward_loss(ctx, val, strat.weights())
+    g_val_alpha = torch.autograd.grad(loss_val, alphas)
+    expect_alpha = _adam_like(strat, [a + lam * b for a, b in zip(g_tr_alpha, g_val_alpha)])
+    expect_w = _sgd_like(model, opt, g_tr_w, ctx.grad_clip)
+
+    strat.step(ctx, train)
+    for got, want in zip(strat.parameters(), expect_alpha):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    for got, want in zip(model.parameters(), expect_w):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_darts_first_order_uses_validation_gradient_then_weight_step():
+    sp, model, strat, opt, batches = tiny_setup("darts", order=1, arch_lr=0.01)
+    ctx = context(model, opt, batches)
+    train, val = batches[0], batches[3]
+    loss_val, _, _ = forward_loss(ctx, val, strat.weights())
+    g_val = torch.autograd.grad(loss_val, list(strat.parameters()))
+    expect_alpha = _adam_like(strat, g_val)
+    strat.step(ctx, train)
+    for got, want in zip(strat.parameters(), expect_alpha):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_warmup_epochs_freeze_the_architecture():
+    sp, model, strat, opt, batches = tiny_setup("pcdarts", warmup_epochs=1.0)
+    before = [p.detach().clone() for p in strat.parameters()]
+    w_before = [p.detach().clone() for p in model.parameters()]
+    ctx = context(model, opt, batches)
+    ctx.epoch = 0.9
+    strat.step(ctx, batches[0])
+    assert all(torch.equal(a, b) for a, b in zip(before, strat.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(w_before, model.parameters()))
+    ctx.epoch = 1.0
+    strat.step(ctx, batches[1])
+    assert not all(torch.equal(a, b) for a, b in zip(before, strat.parameters()))
+
+
+def test_pcdarts_has_edge_betas_normalised_per_node():
+    sp, model, strat, opt, batches = tiny_setup("pcdarts", partial=2)
+    assert set(strat.betas) == {"normal", "reduce"}
+    w = strat.weights()
+    for kind in ("normal", "reduce"):
+        edges = w[kind + "_edges"]
+        for g in sp.edge_groups():
+            torch.testing.assert_close(edges[g].sum(), torch.tensor(1.0, dtype=edges.dtype))
+    names = [n for n, _ in strat.named_parameters()]
+    assert any(n.startswith("betas.") for n in names)
+    # the optimizer updates betas too
+    ctx = context(model, opt, batches)
+    b0 = strat.betas["normal"].detach().clone()
+    strat.step(ctx, batches[0])
+    assert not torch.equal(b0, strat.betas["normal"])
+
+
+def test_node_softmax_groups():
+    beta = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0])
+    out = node_softmax(beta, [slice(0, 2), slice(2, 5)])
+    torch.testing.assert_close(out, torch.tensor([0.5, 0.5, 1 / 3, 1 / 3, 1 / 3]))
+
+
+def test_random_strategy_trains_single_paths_and_picks_a_scored_candidate():
+    sp, model, strat, opt, batches = tiny_setup("random", num_candidates=3, candidate_batches=2)
+    ctx = context(model, opt, batches)
+    w0 = [p.detach().clone() for p in model.parameters()]
+    metrics = strat.step(ctx, batches[0])
+    assert "train_loss" in metrics
+    changed = [not torch.equal(a, b) for a, b in zip(w0, model.parameters())]
+    assert any(changed) and not all(changed), "a single path trains only part of the supernet"
+    arch = strat.finalize(ctx)
+    assert strat.best[1] == arch
+    assert sp.derive(sp.one_hot(arch)) is not None
+
+
+def test_unknown_strategy_and_bad_order():
+    sp, *_ = tiny_setup("darts")
+    with pytest.raises(Exception, match="unknown strategy 'dart'"):
+        create_strategy(StrategyConfig(name="dart"), sp)
+    with pytest.raises(Exception, match="order must be 1 or 2"):
+        create_strategy(StrategyConfig(name="darts", order=3), sp)

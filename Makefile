@@ -1,0 +1,29 @@
+# The two set-up commands of the README:
+#   make search   create .venv, install, get Fashion-MNIST, run a quick DARTS search (the main job)
+#   make test     create .venv, install, run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: search test install data
+
+search: install data
+	$(VENV)/bin/archsearch search darts_fashionmnist
+
+test: install
+	$(PY) -m pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet $(TORCH)
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian ships Fashion-MNIST; elsewhere set data.root or pass data.download=true.
+data:
+	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist); \
+	fi

@@ -1,0 +1,164 @@
+"""Whole searches through the CLI: run directory contents, resume after SIGKILL, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from archsearch.cli import main
+from archsearch.utils.io import load_checkpoint
+
+GEN = [
+    "data.name=generated", "data.generated.image_size=16", "data.generated.channels=1",
+    "data.generated.num_classes=4", "data.generated.num_samples=128", "data.batch_size=8",
+    "space.init_channels=4", "space.layers=3", "val_batches=2", "log_every=1", "history_every=2",
+]
+
+
+def _search(tmp_path, *overrides, name="run"):
+    out = tmp_path / name
+    rc = main(["search", "darts_fashionmnist", *GEN, *overrides, "--out", str(out), "--no-progress"])
+    return rc, out
+
+
+def test_search_writes_a_self_describing_run_directory(tmp_path):
+    rc, out = _search(tmp_path, "steps_per_epoch=3", "optim.epochs=2")
+    assert rc == 0
+    for f in ("config.yaml", "metrics.jsonl", "arch_history.jsonl", "checkpoint.pt", "genotype.json", "summary.json"):
+        assert (out / f).is_file(), f
+    assert any((out / "tb").iterdir())
+    from archsearch.spaces.darts.genotype import Genotype
+    Genotype.load(out / "genotype.json")
+    hist = [json.loads(x) for x in (out / "arch_history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist] == [0, 2, 4, 6]
+    assert torch.tensor(hist[-1]["normal"]).sum(-1).allclose(torch.ones(14))
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == 6 and set(ckpt["strategy"]) == {"alphas.normal", "alphas.reduce"}
+    epochs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"genotype"' in x]
+    assert len(epochs) == 2 and "val_top1" in epochs[0]
+
+
+def _cli(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "archsearch", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    common = ["search", "darts_fashionmnist", *GEN, "steps_per_epoch=5", "optim.epochs=3",
+              "checkpoint_every=1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = _cli(common + ["--out", str(tmp_path / "full")], env=env)
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+
+    killed = tmp_path / "killed"
+    p = _cli(common + ["--out", str(killed)], env=env)
+    ckpt = killed / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= 6:
+            break
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    step = load_checkpoint(ckpt)["step"]
+    assert 6 <= step < 15, f"kill landed at step {step}"
+    assert not (killed / "summary.json").exists()
+    resumed = _cli(common + ["--out", str(killed)], env=env)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = load_checkpoint(ckpt)
+    assert a["step"] == b["step"] == 15
+    for k in a["strategy"]:
+        assert torch.equal(a["strategy"][k], b["strategy"][k]), k
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert (tmp_path / "full" / "genotype.json").read_text() == (killed / "genotype.json").read_text()
+    steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()
+             if '"genotype"' not in x]
+    assert steps == list(range(15)), "metrics lines lost or duplicated by the resume"
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("archsearch: error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_unknown_config_key_is_one_line_error(tmp_path, capsys):
+    rc, _ = _search(tmp_path, "optim.lrr=0.1")
+    assert rc == 2
+    assert "lrr" in _one_line_error(capsys)
+
+
+def test_wrong_type_is_one_line_error(tmp_path, capsys):
+    rc, _ = _search(tmp_path, "optim.lr=fast")
+    assert rc == 2
+    assert "optim.lr" in _one_line_error(capsys)
+
+
+def test_unknown_preset_and_bad_yaml(tmp_path, capsys):
+    assert main(["search", "no_such_preset"]) == 2
+    assert "not found" in _one_line_error(capsys)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    assert main(["search", str(bad)]) == 2
+    _one_line_error(capsys)
+    bad.write_text("strategy:\n  name: dartz\n")
+    assert main(["search", str(bad), *GEN, "--out", str(tmp_path / "x")]) == 2
+    assert "unknown strategy 'dartz'" in _one_line_error(capsys)
+
+
+def test_missing_dataset_is_one_line_error(tmp_path, capsys):
+    rc = main(["search", "darts_fashionmnist", "data.name=cifar10", f"data.root={tmp_path / 'nowhere'}",
+               "--out", str(tmp_path / "r")])
+    assert rc == 2
+    assert "cifar" in _one_line_error(capsys).lower()
+    assert not (tmp_path / "r").exists()
+
+
+def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
+    rc, out = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=1")
+    assert rc == 0
+    ckpt = out / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    rc, _ = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=1")
+    assert rc == 2
+    assert "cannot read checkpoint" in _one_line_error(capsys)
+    assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_changed_config_on_existing_run_is_refused(tmp_path, capsys):
+    rc, out = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=1")
+    assert rc == 0
+    rc, _ = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=1", "optim.lr=0.5")
+    assert rc == 2
+    assert "optim.lr" in _one_line_error(capsys)
+
+
+def test_checkpoint_is_loadable_with_weights_only(tmp_path):
+    rc, out = _search(tmp_path, "steps_per_epoch=1", "optim.epochs=1")
+    assert rc == 0
+    torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def test_nan_loss_stops_with_one_line_error(tmp_path, capsys):
+    rc, out = _search(tmp_path, "steps_per_epoch=4", "optim.epochs=1", "optim.lr=1e30", "optim.grad_clip=0")
+    assert rc == 2
+    assert "became" in _one_line_error(capsys)
+    assert not (out / "summary.json").exists()
+
+
+def test_list_command(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("darts-s4", "pcdarts", "milenas", "supervised", "fashion-mnist", "DARTS_V2", "darts_fashionmnist"):
+        assert name in out

@@ -41,6 +41,15 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from archsearch.bench import format_results, run_bench
+    from archsearch.config import load_config
+
+    cfg = load_config(resolve_config(args.config), args.overrides)
+    print(format_results(cfg, run_bench(cfg, steps=args.steps)))
+    return 0
+
+
 def cmd_genotype(args) -> int:
     from archsearch.spaces.darts.cost import network_cost
     from archsearch.spaces.darts.genotype import resolve_genotype
@@ -90,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="run directory (default runs/<name>); an existing run resumes")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_search)
+
+    b = sub.add_parser("bench", help="time the reference and the fast supernet on one configuration")
+    b.add_argument("config", help="a search preset or YAML file (its data, space and strategy)")
+    b.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.batch_size=64")
+    b.add_argument("--steps", type=int, default=3, help="timed steps per path (after 2 warm-up steps)")
+    b.set_defaults(func=cmd_bench)
 
     g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks")
     g.add_argument("ref", help="genotype JSON file, run directory, or published name")

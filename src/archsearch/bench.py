@@ -1,0 +1,125 @@
+"""`archsearch bench`: time the plain and the fast supernet on the same search configuration.
+
+Both paths run in this one process on identical weights and batches. Reported per path: ms per
+weight step and per architecture step, images/s of a whole search step, achieved GFLOP/s, and
+activation memory (bytes autograd saves for backward; on CUDA the allocator's peak as well).
+The work of a step is the reference path's FLOPs (forward + backward, counted by
+torch.utils.flop_counter), so GFLOP/s of the two paths compare like for like.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from archsearch.config import SearchConfig
+from archsearch.engine.search import Search
+
+
+@dataclass
+class PathResult:
+    impl: str
+    weight_ms: float
+    arch_ms: float
+    images_per_s: float
+    gflop_per_step: float
+    gflops: float
+    saved_mb: float
+    cuda_peak_mb: float
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_steps(s: Search, batch, steps: int, arch: bool) -> float:
+    s.strategy.cfg.warmup_epochs = 0.0 if arch else float("inf")
+    ctx = s.context(0)
+    ctx.next_val = lambda: batch
+    for _ in range(2):  # warm-up: allocator, caches, compiled kernels
+        s.strategy.step(ctx, batch)
+    _sync(s.device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        s.strategy.step(ctx, batch)
+    _sync(s.device)
+    return (time.perf_counter() - t) / steps
+
+
+def _saved_bytes(s: Search, batch) -> int:
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    inputs, targets = s.objective.prepare(*batch)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = s.objective.loss(s.model(inputs, s.strategy.weights()), targets)
+    loss.backward()
+    s.model.zero_grad(set_to_none=True)
+    s.strategy.zero_grad(set_to_none=True)
+    return total
+
+
+def step_flops(s: Search, batch) -> int:
+    s.strategy.cfg.warmup_epochs = 0.0
+    ctx = s.context(0)
+    ctx.next_val = lambda: batch
+    with FlopCounterMode(display=False) as fc:
+        s.strategy.step(ctx, batch)
+    return fc.get_total_flops()
+
+
+def bench_path(s: Search, impl: str, batch, steps: int, flops: int) -> PathResult:
+    s.model.impl = impl
+    s.model.train()
+    if s.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(s.device)
+    total = _timed_steps(s, batch, steps, arch=True)
+    weight = _timed_steps(s, batch, steps, arch=False)
+    cuda_peak = torch.cuda.max_memory_allocated(s.device) / 2**20 if s.device.type == "cuda" else 0.0
+    return PathResult(
+        impl=impl, weight_ms=weight * 1e3, arch_ms=(total - weight) * 1e3,
+        images_per_s=batch[0].shape[0] / total, gflop_per_step=flops / 1e9,
+        gflops=flops / 1e9 / total, saved_mb=_saved_bytes(s, batch) / 2**20, cuda_peak_mb=cuda_peak,
+    )
+
+
+def run_bench(cfg: SearchConfig, steps: int = 3) -> list[PathResult]:
+    base = Search.build(cfg)
+    batch = base.next_train()
+    state = copy.deepcopy(base.state(0))
+    base.model.impl = "reference"
+    flops = step_flops(base, batch)
+    results = []
+    for impl in ("reference", "fast"):
+        base.load_state(copy.deepcopy(state))  # same weights, architecture and optimizer state
+        results.append(bench_path(base, impl, batch, steps, flops))
+    return results
+
+
+def format_results(cfg: SearchConfig, results: list[PathResult]) -> str:
+    x = cfg.data
+    lines = [
+        f"space={cfg.space.name} C={cfg.space.init_channels} cells={cfg.space.layers} "
+        f"K={cfg.space.partial_channels} strategy={cfg.strategy.name}/order{cfg.strategy.order} "
+        f"batch={x.batch_size} data={x.name} device={cfg.device} threads={torch.get_num_threads()}",
+        f"{'path':10s} {'weight ms':>10s} {'arch ms':>10s} {'step ms':>10s} {'img/s':>8s} "
+        f"{'GFLOP/step':>11s} {'GFLOP/s':>8s} {'saved MB':>9s} {'cuda MB':>8s}",
+    ]
+    for r in results:
+        lines.append(
+            f"{r.impl:10s} {r.weight_ms:10.1f} {r.arch_ms:10.1f} {r.weight_ms + r.arch_ms:10.1f} "
+            f"{r.images_per_s:8.1f} {r.gflop_per_step:11.2f} {r.gflops:8.2f} {r.saved_mb:9.1f} "
+            f"{r.cuda_peak_mb:8.1f}"
+        )
+    ref, fast = results
+    lines.append(f"speed-up (search step, reference/fast): "
+                 f"{(ref.weight_ms + ref.arch_ms) / (fast.weight_ms + fast.arch_ms):.2f}x")
+    return "\n".join(lines)

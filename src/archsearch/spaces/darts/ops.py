@@ -66,11 +66,12 @@ def dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 class DilConv(nn.Sequential):
     """Dilated depthwise-separable conv, applied once.
 
-    `polyphase` (set by the fast supernet) routes dilation-2 convs on even maps through
-    `dilated_depthwise`; the plain path is the papers' formulation.
+    `fast` (set by the fast supernet) computes dilation-2 convs on even maps through
+    `dilated_depthwise`; `from_relu` lets a caller that already holds relu(x) share it between
+    ops. The plain forward is the papers' formulation.
     """
 
-    polyphase = False
+    fast = False
 
     def __init__(self, c_in, c_out, kernel, stride, padding, dilation, affine=True):
         super().__init__(
@@ -81,10 +82,13 @@ class DilConv(nn.Sequential):
         )
 
     def forward(self, x):
-        relu, dw, pw, bn = self
-        if not (self.polyphase and dw.dilation[0] == 2 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0):
-            return super().forward(x)
-        return bn(pw(dilated_depthwise(relu(x), dw)))
+        return self.from_relu(self[0](x)) if self.fast else super().forward(x)
+
+    def from_relu(self, xr):
+        _, dw, pw, bn = self
+        even = xr.shape[-1] % 2 == 0 and xr.shape[-2] % 2 == 0
+        y = dilated_depthwise(xr, dw) if self.fast and dw.dilation[0] == 2 and even else dw(xr)
+        return bn(pw(y))
 
 
 class SepConv(nn.Sequential):
@@ -95,6 +99,9 @@ class SepConv(nn.Sequential):
             DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
             DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
         )
+
+    def from_relu(self, xr):
+        return self[1](self[0].from_relu(xr))
 
 
 class FactorizedReduce(nn.Module):
@@ -110,8 +117,10 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x):
-        x = self.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        return self.from_relu(self.relu(x))
+
+    def from_relu(self, xr):
+        return self.bn(torch.cat([self.conv_1(xr), self.conv_2(xr[:, :, 1:, 1:])], dim=1))
 
 
 class Conv7x1x1x7(nn.Sequential):

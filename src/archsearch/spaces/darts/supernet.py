@@ -6,8 +6,9 @@ as a dict {"normal": (edges, ops), "reduce": (edges, ops)} and, for edge normali
 
 Two formulations are kept: `reference` evaluates every candidate of every edge and sums them
 (the papers' code); `fast` runs channels-last, computes dilated convs on pixel phases
-(ops.dilated_depthwise) and skips candidates whose weight is exactly zero when no gradient is
-wanted for the weights (one-hot paths). Both compute the same function.
+(ops.dilated_depthwise), never runs the `none` op (its output is zero), and skips candidates whose
+weight is exactly zero when no gradient is wanted for the weights (one-hot paths). Both compute
+the same function.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.spaces.darts.genotype import edge_sources
-from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, ReLUConvBN, create_op
+from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, ReLUConvBN, Zero, create_op
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -43,13 +44,17 @@ class MixedEdge(nn.Module):
         self.ops = nn.ModuleList(
             create_op(n, channels // partial, stride, affine=False, search=True) for n in op_names
         )
+        self.takes_relu = [hasattr(op, "from_relu") for op in self.ops]
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, active: Optional[list[int]] = None):
+    def forward(self, x: torch.Tensor, w: torch.Tensor, active: Optional[list[int]] = None,
+                xr: Optional[torch.Tensor] = None):
+        """`xr`, when given, is relu of the channels the ops see, shared by the ops that start with a ReLU."""
         k = self.partial
         xa = x[:, : x.shape[1] // k] if k > 1 else x
         idx = range(len(self.ops)) if active is None else active
         if len(idx):
-            y = sum(w[i] * self.ops[i](xa) for i in idx)
+            y = sum(w[i] * (self.ops[i].from_relu(xr) if xr is not None and self.takes_relu[i]
+                            else self.ops[i](xa)) for i in idx)
         else:  # every weight is zero: the edge contributes zeros (plus the bypass)
             y = xa[:, :, :: self.stride, :: self.stride].mul(0.0)
         if k == 1:
@@ -76,12 +81,21 @@ class SearchCell(nn.Module):
         )
 
     def forward(self, s0, s1, w, edge_w=None, active=None):
+        """`active` (fast path) lists the ops to run per edge; relu of each state is then computed
+        once and shared by every op and edge that reads it."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        relus: dict[int, torch.Tensor] = {}
+        c_ops = states[0].shape[1] // self.edges[0].partial
         e = 0
         for i in range(self.nodes):
             total = 0
             for j in range(2 + i):
-                out = self.edges[e](states[j], w[e], None if active is None else active[e])
+                if active is None:
+                    out = self.edges[e](states[j], w[e])
+                else:
+                    if j not in relus:
+                        relus[j] = F.relu(states[j][:, :c_ops])
+                    out = self.edges[e](states[j], w[e], active[e], relus[j])
                 total = total + (out if edge_w is None else edge_w[e] * out)
                 e += 1
             states.append(total)
@@ -163,7 +177,7 @@ class DartsSupernet(nn.Module):
         self._impl = value
         for m in self.modules():
             if isinstance(m, DilConv):
-                m.polyphase = value == "fast"
+                m.fast = value == "fast"
 
     def features(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         active = self._active(weights)
@@ -180,14 +194,22 @@ class DartsSupernet(nn.Module):
         return self.head(self.features(x, weights))
 
     def _active(self, weights) -> dict[str, Optional[list[list[int]]]]:
-        """Per edge, the ops worth running; None means all of them."""
+        """Per edge, the ops worth running; None means all of them.
+
+        The `none` op's output is exactly zero, so it adds nothing to an edge and its weight's
+        gradient <0, grad> is zero: the fast path never runs it. Other zero-weight ops are
+        skipped only when no gradient is wanted (their weight's gradient <op(x), grad> is not
+        zero).
+        """
+        if self.impl == "reference":
+            return {"normal": None, "reduce": None}
         out = {}
         for kind in ("normal", "reduce"):
+            cell = next(c for c in self.cells if c.reduction == (kind == "reduce"))
+            live = [[i for i, op in enumerate(e.ops) if not isinstance(op, Zero)] for e in cell.edges]
             w = weights[kind]
-            if self.impl == "reference" or w.requires_grad:
-                # The gradient of a zero weight is <op(x), grad>, not zero: keep every op.
-                out[kind] = None
-            else:
+            if not w.requires_grad:
                 nz = (w != 0).cpu()  # one host sync per cell type and forward
-                out[kind] = [row.nonzero().flatten().tolist() for row in nz]
+                live = [[i for i in row if nz[e, i]] for e, row in enumerate(live)]
+            out[kind] = live
         return out

@@ -75,14 +75,19 @@ def test_fd_hvp_matches_double_backward_and_restores_weights():
     assert _rel_err(hvp, exact) < 1e-6
 
 
+def _reference_copy(model, strat, opt, batches):
+    """An independent copy (weights, alphas, momentum) to compute the expected gradient on."""
+    ref_model, ref_strat = copy.deepcopy(model), copy.deepcopy(strat)
+    ref_opt = torch.optim.SGD(ref_model.parameters(), lr=0.1, momentum=0.9, weight_decay=3e-4)
+    ref_opt.load_state_dict(opt.state_dict())
+    return context(ref_model, ref_opt, batches), ref_strat
+
+
 def test_darts2_strategy_step_applies_the_unrolled_gradient(monkeypatch):
     sp, model, strat, opt, batches = tiny_setup("darts", order=2, fd_radius=1e-5)
     ctx = context(model, opt, batches)
     _warm_momentum(model, opt, ctx, batches[5], strat)
-    ref_model, ref_strat = copy.deepcopy(model), copy.deepcopy(strat)
-    ref_opt = torch.optim.SGD(ref_model.parameters(), lr=0.1, momentum=0.9, weight_decay=3e-4)
-    ref_opt.load_state_dict(opt.state_dict())
-    ref_ctx = context(ref_model, ref_opt, batches)
+    ref_ctx, ref_strat = _reference_copy(model, strat, opt, batches)
     exact = exact_unrolled(ref_ctx, ref_strat, batches[0], batches[3])  # ctx.next_val gives batches[3]
     seen = {}
     original = type(strat).apply_arch_grads
@@ -101,10 +106,7 @@ def test_milenas_second_order_gradient_is_train_plus_lambda_val(monkeypatch):
     sp, model, strat, opt, batches = tiny_setup("milenas", order=2, lam=lam, fd_radius=1e-5)
     ctx = context(model, opt, batches)
     _warm_momentum(model, opt, ctx, batches[5], strat)
-    ref_model, ref_strat = copy.deepcopy(model), copy.deepcopy(strat)
-    ref_opt = torch.optim.SGD(ref_model.parameters(), lr=0.1, momentum=0.9, weight_decay=3e-4)
-    ref_opt.load_state_dict(opt.state_dict())
-    ref_ctx = context(ref_model, ref_opt, batches)
+    ref_ctx, ref_strat = _reference_copy(model, strat, opt, batches)
     g_tr = exact_unrolled(ref_ctx, ref_strat, batches[0], batches[0])
     g_val = exact_unrolled(ref_ctx, ref_strat, batches[0], batches[3])
     expected = [a + lam * b for a, b in zip(g_tr, g_val)]

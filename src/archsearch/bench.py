@@ -51,11 +51,12 @@ def _timed_steps(s: Search, batch, steps: int, arch: bool) -> float:
 
 
 def _saved_bytes(s: Search, batch) -> int:
-    total = 0
+    """Bytes of the distinct storages autograd keeps for backward (views counted once)."""
+    storages: dict[int, int] = {}
 
     def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
         return t
 
     inputs, targets = s.objective.prepare(*batch)
@@ -64,7 +65,7 @@ def _saved_bytes(s: Search, batch) -> int:
     loss.backward()
     s.model.zero_grad(set_to_none=True)
     s.strategy.zero_grad(set_to_none=True)
-    return total
+    return sum(storages.values())
 
 
 def step_flops(s: Search, batch) -> int:

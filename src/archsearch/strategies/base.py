@@ -8,6 +8,7 @@ supernet, the objective and batches, never the dataset or the task.
 from __future__ import annotations
 
 import random
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -42,7 +43,7 @@ def check_finite(loss: torch.Tensor, what: str, step: int) -> None:
         )
 
 
-class SearchStrategy(nn.Module):
+class SearchStrategy(nn.Module, metaclass=ABCMeta):
     name: str = "?"
 
     def __init__(self, space, cfg):
@@ -64,9 +65,9 @@ class SearchStrategy(nn.Module):
         with torch.no_grad():
             return {k: v.detach() for k, v in self.weights().items()}
 
+    @abstractmethod
     def step(self, ctx: StepContext, train: Batch) -> dict[str, float]:
         """One search iteration on a train batch (draw validation batches with ctx.next_val)."""
-        raise NotImplementedError(f"{type(self).__name__} must define step()")
 
     def derive(self):
         weights = self.expected_weights()

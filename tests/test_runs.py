@@ -162,3 +162,14 @@ def test_list_command(capsys):
     out = capsys.readouterr().out
     for name in ("darts-s4", "pcdarts", "milenas", "supervised", "fashion-mnist", "DARTS_V2", "darts_fashionmnist"):
         assert name in out
+
+
+def test_checkpoint_without_config_is_refused(tmp_path, capsys):
+    rc, out = _search(tmp_path, "steps_per_epoch=1", "optim.epochs=1")
+    assert rc == 0
+    (out / "config.yaml").unlink()
+    ckpt = (out / "checkpoint.pt").read_bytes()
+    rc, _ = _search(tmp_path, "steps_per_epoch=1", "optim.epochs=1")
+    assert rc == 2
+    assert "no readable config.yaml" in _one_line_error(capsys)
+    assert (out / "checkpoint.pt").read_bytes() == ckpt

@@ -150,7 +150,11 @@ class Search:
 
 
 def _check_same_config(run_dir: Path, cfg: SearchConfig) -> None:
-    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    except Exception as e:  # missing or damaged: the checkpoint cannot be matched to a config
+        raise ConfigError(f"{run_dir} has a checkpoint but no readable config.yaml ({type(e).__name__}); "
+                          "use another --out directory") from None
     now = to_dict(cfg)
     if saved != now:
         diff = sorted(_diff_keys(saved, now))

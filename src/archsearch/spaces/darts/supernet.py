@@ -6,7 +6,8 @@ as a dict {"normal": (edges, ops), "reduce": (edges, ops)} and, for edge normali
 
 Two formulations are kept: `reference` evaluates every candidate of every edge and sums them
 (the papers' code); `fast` runs channels-last, computes dilated convs on pixel phases
-(ops.dilated_depthwise), never runs the `none` op (its output is zero), and skips candidates whose
+(ops.dilated_depthwise), computes relu of each cell state once for every op and edge reading it,
+never runs the `none` op (its output is zero), and skips candidates whose
 weight is exactly zero when no gradient is wanted for the weights (one-hot paths). Both compute
 the same function.
 """
@@ -164,6 +165,13 @@ class DartsSupernet(nn.Module):
             c_pp, c_p = c_p, nodes * c
         self.out_channels = c_p
         self.head = head(c_p)
+        # per cell type and edge, the candidates that are not the all-zero `none` op
+        self._nonzero_ops = {
+            ("reduce" if cell.reduction else "normal"): [
+                [i for i, op in enumerate(e.ops) if not isinstance(op, Zero)] for e in cell.edges
+            ]
+            for cell in self.cells
+        }
         self.impl = impl
 
     @property
@@ -205,8 +213,7 @@ class DartsSupernet(nn.Module):
             return {"normal": None, "reduce": None}
         out = {}
         for kind in ("normal", "reduce"):
-            cell = next(c for c in self.cells if c.reduction == (kind == "reduce"))
-            live = [[i for i, op in enumerate(e.ops) if not isinstance(op, Zero)] for e in cell.edges]
+            live = self._nonzero_ops[kind]
             w = weights[kind]
             if not w.requires_grad:
                 nz = (w != 0).cpu()  # one host sync per cell type and forward

@@ -105,6 +105,55 @@ class SearchConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
+@dataclass
+class ModelConfig:
+    """An evaluation network (`archsearch list models`) and the architecture it is built from."""
+
+    name: str = "darts-cifar"  # darts-cifar | darts-imagenet
+    genotype: str = ""  # published name, genotype JSON file or search run directory
+    init_channels: int = 36
+    layers: int = 20
+    stem_multiplier: int = 3
+    auxiliary: bool = True
+    aux_weight: float = 0.4
+    drop_path: float = 0.2  # final drop-path probability, reached linearly from 0
+
+
+@dataclass
+class TrainOptimConfig:
+    epochs: int = 600
+    lr: float = 0.025
+    lr_min: float = 0.0
+    schedule: str = "cosine"  # cosine | linear | exponential (see engine/schedules.py)
+    gamma: float = 0.97  # exponential: lr * gamma**epoch
+    warmup_epochs: int = 0  # linear warm-up lr*(e+1)/W for e < W
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0  # 0 = off
+
+
+@dataclass
+class TrainConfig:
+    """Training a found architecture from scratch (the papers' evaluation recipes)."""
+
+    name: str = "train"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
+    amp: bool = True  # bf16 autocast on CUDA; CPU runs in float32
+    channels_last: bool = True  # 1.7x faster than NCHW for these nets on CPU (BENCHMARKS.md)
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # under DDP on CUDA, batch statistics over the global batch
+    ema_decay: float = 0.0  # > 0: also evaluate an exponential moving average of the weights
+    steps_per_epoch: int = 0  # 0 = one pass over the training set
+    eval_batches: int = 0  # 0 = the whole test set
+    log_every: int = 50
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
+
+
 def _one_line(e: Exception) -> str:
     return " ".join(str(e).split())
 

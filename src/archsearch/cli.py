@@ -1,4 +1,4 @@
-"""Command line: `archsearch search|train|export|genotype|list|bench`. User errors print one line, exit 2."""
+"""Command line: `archsearch search|train|export|correlate|genotype|list|bench`. User errors print one line, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -70,6 +70,20 @@ def cmd_export(args) -> int:
 
     out, diff = export(Path(args.model), args.format, Path(args.output) if args.output else None)
     print(f"wrote {out} (max |difference| from PyTorch on a random batch: {diff:.2e})")
+    return 0
+
+
+def cmd_correlate(args) -> int:
+    from archsearch.config import CorrelateConfig, load_config
+    from archsearch.studies.correlate import run_correlate
+
+    cfg = load_config(resolve_config(args.config), args.overrides, schema=CorrelateConfig)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    result = run_correlate(cfg, out, progress=False if args.no_progress else None)
+    print(f"study directory: {out} ({result['architectures']} architectures)")
+    for p in result["pairs"]:
+        print(f"  {p['x']} vs {p['y']}: Spearman rho {p['spearman_rho']:.3f} (p={p['spearman_p']:.2g}), "
+              f"Kendall tau {p['kendall_tau']:.3f}, n={p['n']}")
     return 0
 
 
@@ -149,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     e.add_argument("--output", help="output file (default: model.onnx / model.ts next to the model)")
     e.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("correlate", help="rank correlation of architectures across objectives (UnNAS)")
+    c.add_argument("config", help="a correlation-study preset or YAML file")
+    c.add_argument("overrides", nargs="*", help="key=value overrides, e.g. num_archs=20")
+    c.add_argument("--out", help="study directory (default runs/<name>); an existing study resumes")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.set_defaults(func=cmd_correlate)
 
     b = sub.add_parser("bench", help="time the reference and the fast supernet on one configuration")
     b.add_argument("config", help="a search preset or YAML file (its data, space and strategy)")

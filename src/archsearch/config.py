@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -152,6 +152,53 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
+
+
+@dataclass
+class CostWindowConfig:
+    """Keep sampled cells whose evaluation network costs within [low, high] x the reference.
+
+    Defaults: ResNet-56 on CIFAR-10 (855,770 params, 125,747,850 mult-adds, pycls), with cells priced
+    on the CIFAR network of C=16, 20 cells, 10 classes, 32x32x3, no auxiliary head (unnas.md 3.1).
+    """
+
+    reference_params: int = 855_770
+    reference_mult_adds: int = 125_747_850
+    low: float = 0.8
+    high: float = 1.2
+    init_channels: int = 16
+    layers: int = 20
+    num_classes: int = 10
+    in_channels: int = 3
+    image_size: int = 32
+
+
+@dataclass
+class TableConfig:
+    """An external table of architectures with accuracies (e.g. a benchmark export), CSV with
+    columns `genotype` (JSON object) and `accuracy`; `per_decile` rows are drawn from each tenth."""
+
+    path: str = ""
+    per_decile: int = 0
+
+
+@dataclass
+class CorrelateConfig:
+    """A rank-correlation study: sampled cells, briefly trained under each objective (and seed)."""
+
+    name: str = "correlate"
+    seed: int = 0  # sampling seed
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    num_archs: int = 12
+    max_draws: int = 100_000
+    window: CostWindowConfig = field(default_factory=CostWindowConfig)
+    table: TableConfig = field(default_factory=TableConfig)
+    objectives: List[str] = field(default_factory=lambda: ["supervised", "rotation"])
+    seeds: List[int] = field(default_factory=lambda: [1])
+    score: str = "top1"  # metric whose best epoch scores a run (unnas.md 3.3)
+    # key=value overrides of the training recipe per objective (batch and lr differ, unnas.md 3.2)
+    objective_overrides: Dict[str, List[str]] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _one_line(e: Exception) -> str:

@@ -246,3 +246,10 @@ def test_two_process_ddp_equals_single_process_on_the_same_global_batch(tmp_path
     for name, p_ref in t.model.named_parameters():
         assert torch.allclose(ddp[name], p_ref, atol=1e-5, rtol=1e-4), name
     assert math.isfinite(summary["final"]["test_loss"])
+
+
+def test_train_bench_reports_the_three_rates(capsys):
+    assert main(["bench", "--train", "train_fashionmnist", *GEN, "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    for word in ("data", "compute", "train", "x compute", "peak memory"):
+        assert word in out

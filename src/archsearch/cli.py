@@ -91,6 +91,13 @@ def cmd_bench(args) -> int:
     from archsearch.bench import format_results, run_bench
     from archsearch.config import load_config
 
+    if args.train:
+        from archsearch.bench_train import format_train_bench, run_train_bench
+        from archsearch.config import TrainConfig
+
+        cfg = load_config(resolve_config(args.config), args.overrides, schema=TrainConfig)
+        print(format_train_bench(run_train_bench(cfg, steps=args.steps)))
+        return 0
     cfg = load_config(resolve_config(args.config), args.overrides)
     print(format_results(cfg, run_bench(cfg, steps=args.steps)))
     return 0
@@ -175,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("config", help="a search preset or YAML file (its data, space and strategy)")
     b.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.batch_size=64")
     b.add_argument("--steps", type=int, default=3, help="timed steps per path (after 2 warm-up steps)")
+    b.add_argument("--train", action="store_true",
+                   help="CONFIG is a training preset: time data loading, the training step and both together")
     b.set_defaults(func=cmd_bench)
 
     g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks")

@@ -134,7 +134,27 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.objective.prepare(x, y)
 
-    # -- one epoch ------------------------------------------------------------------------------
+    # -- one step, one epoch --------------------------------------------------------------------
+    def train_step(self, inputs, targets, epoch: int = 0, step: int = 0):
+        """Forward (main + auxiliary loss), backward, clip, SGD and EMA update; returns (loss, logits)."""
+        cfg = self.cfg
+        with self.autocast():
+            out = self.net(inputs)
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = self.objective.loss(logits, targets)
+            total = loss + cfg.model.aux_weight * self.objective.loss(aux, targets) if aux is not None else loss
+        if not torch.isfinite(total):
+            raise DivergenceError(f"training loss became {total.item()} in epoch {epoch}, step {step}; "
+                                  "lower optim.lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss, logits
+
     def train_epoch(self, epoch: int, bar) -> dict[str, float]:
         cfg = self.cfg
         lr = epoch_lr(cfg.optim.schedule, epoch, cfg.optim.epochs, cfg.optim.lr, cfg.optim.lr_min,
@@ -153,21 +173,7 @@ class Trainer:
             if i == self.steps_per_epoch:
                 break
             inputs, targets = self._batch(batch)
-            with self.autocast():
-                out = self.net(inputs)
-                logits, aux = out if isinstance(out, tuple) else (out, None)
-                loss = self.objective.loss(logits, targets)
-                total = loss + cfg.model.aux_weight * self.objective.loss(aux, targets) if aux is not None else loss
-            if not torch.isfinite(total):
-                raise DivergenceError(f"training loss became {total.item()} in epoch {epoch}, step {i}; "
-                                      "lower optim.lr or check the data")
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if cfg.optim.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
+            loss, logits = self.train_step(inputs, targets, epoch, i)
             b = targets.shape[0]
             count += b
             sums["train_loss"] = sums.get("train_loss", 0.0) + loss.item() * b

@@ -30,6 +30,8 @@ def cmd_search(args) -> int:
     cfg = load_config(path, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = run_search(cfg, out, progress=False if args.no_progress else None)
+    if not summary:  # ranks other than 0 under torchrun
+        return 0
     arch = summary["describe"]
     cost = summary["eval_network"]
     print(f"run directory: {out}")

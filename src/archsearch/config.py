@@ -143,7 +143,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; CPU runs in float32
     channels_last: bool = True  # 1.7x faster than NCHW for these nets on CPU (BENCHMARKS.md)
     compile: bool = False  # torch.compile the model
-    sync_bn: bool = False  # under DDP on CUDA, batch statistics over the global batch
+    sync_bn: bool = False  # under DDP, batch statistics over the global batch (CPU and CUDA)
     ema_decay: float = 0.0  # > 0: also evaluate an exponential moving average of the weights
     steps_per_epoch: int = 0  # 0 = one pass over the training set
     eval_batches: int = 0  # 0 = the whole test set

@@ -52,7 +52,8 @@ def build_dataset(cfg: DataConfig, train: bool, augment: bool) -> Dataset:
     return _load(_source(cfg), train, augment and train)
 
 
-def build_search_data(cfg: DataConfig, seed: int, *, pin_memory: bool = False) -> SearchData:
+def build_search_data(cfg: DataConfig, seed: int, *, pin_memory: bool = False, rank: int = 0,
+                      world: int = 1) -> SearchData:
     """Split the data for search.
 
     split=portion (DARTS): the first floor(train_portion * n) training images feed the weights,
@@ -73,6 +74,8 @@ def build_search_data(cfg: DataConfig, seed: int, *, pin_memory: bool = False) -
             num_workers=cfg.num_workers,
             drop_last=True,
             pin_memory=pin_memory,
+            rank=rank,
+            world=world,
         )
 
     if cfg.split == "portion":

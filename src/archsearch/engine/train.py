@@ -37,7 +37,14 @@ from tqdm import tqdm
 from archsearch.config import TrainConfig, to_dict, to_yaml
 from archsearch.data import build_dataset, dataset_info
 from archsearch.data.epochs import eval_loader, train_loader
-from archsearch.engine.distributed import DistInfo, all_reduce_sum, init_distributed, max_divergence, shutdown
+from archsearch.engine.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    init_distributed,
+    max_divergence,
+    shutdown,
+    use_global_batch_norm,
+)
 from archsearch.engine.rundir import check_same_config
 from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
@@ -101,9 +108,7 @@ class Trainer:
         net: nn.Module = model
         if dist.enabled:
             if cfg.sync_bn:
-                if device.type != "cuda":
-                    raise ConfigError("sync_bn needs CUDA (SyncBatchNorm has no CPU kernel); use sync_bn=false")
-                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+                use_global_batch_norm(net)
             net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         if cfg.compile:
             net = torch.compile(net)

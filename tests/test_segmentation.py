@@ -258,3 +258,18 @@ def test_train_preset_keeps_the_recipe():
     assert (cfg.optim.lr, cfg.optim.epochs, cfg.optim.nesterov, cfg.optim.weight_decay) == (0.1, 2700, True, 1e-4)
     assert (cfg.objective.segmentation.aspp_channels, cfg.objective.segmentation.aspp_rates) == (256, [6, 12, 18])
     assert (cfg.data.batch_size, cfg.data.segmentation.base_size) == (64, 1024)
+
+
+def test_factorized_reduce_pads_odd_maps_at_the_bottom_right():
+    from archsearch.spaces.darts.ops import FactorizedReduce
+    torch.manual_seed(0)
+    fr = FactorizedReduce(3, 4).eval()
+    x = torch.randn(1, 3, 9, 12)
+    xr = torch.relu(x)
+    padded = torch.nn.functional.pad(xr, (0, 0, 0, 1))  # one zero row at the bottom: 10 x 12
+    expected = fr.bn(torch.cat([fr.conv_1(padded), fr.conv_2(padded[:, :, 1:, 1:])], dim=1))
+    assert fr(x).shape == (1, 4, 5, 6)
+    torch.testing.assert_close(fr(x), expected)
+    even = torch.randn(1, 3, 8, 12)
+    torch.testing.assert_close(fr(even), fr.bn(torch.cat([fr.conv_1(torch.relu(even)),
+                                                          fr.conv_2(torch.relu(even)[:, :, 1:, 1:])], 1)))

@@ -11,13 +11,16 @@ from archsearch.config import load_config
 
 SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "imagenet": (3, 224, 1000),
           "fashion-mnist": (1, 28, 10)}
-PRESET_NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+# search presets only (train_* presets are training recipes with their own schema)
+PRESET_NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml") if not p.stem.startswith("train_"))
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
 def test_preset_runs_two_steps_on_data_of_its_shape(name, tmp_path):
     cfg = load_config(PRESETS / f"{name}.yaml")
     assert cfg.name == name
+    if cfg.objective.name == "segmentation":
+        pytest.skip("needs label maps: run on a generated Cityscapes tree in test_segmentation.py")
     channels, size, classes = SHAPES[cfg.data.name]
     if cfg.data.image_size:
         size = cfg.data.image_size

@@ -10,7 +10,6 @@ from archsearch.config import DataConfig
 from archsearch.data.base import DATASETS, DatasetInfo, DataSource
 from archsearch.data.folders import ImageFolderSource
 from archsearch.data.stream import BatchStream
-from archsearch.data.transforms import build_transform
 from archsearch.errors import DataError
 
 
@@ -39,13 +38,12 @@ def _size(dataset: Dataset) -> int:
 
 
 def _load(source: DataSource, train: bool, augment: bool) -> Dataset:
-    info = source.info()
-    native = source.native_info().image_size
-    return source.load(train, build_transform(source.style, info, native, source.cfg, augment))
+    return source.load(train, source.transform(augment))
 
 
 def build_dataset(cfg: DataConfig, train: bool, augment: bool) -> Dataset:
-    """The training or evaluation split; items are (normalised float CxHxW image, int label).
+    """The training or evaluation split; items are (normalised float CxHxW image, int label),
+    or (image, HxW label map) for segmentation datasets.
 
     Augmentation only ever applies to the training split.
     """

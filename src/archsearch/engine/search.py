@@ -149,22 +149,22 @@ class Search:
             return {}
         self.model.eval()
         n = batches or self.data.val.batches_per_epoch
-        sums: dict[str, float] = {}
-        count = 0
+        loss_sum, count, sums = 0.0, 0, {}
         for _ in range(n):
             x, y = self.next_val()
             inputs, targets = self.objective.prepare(x, y)
             out = self.model(inputs, weights)
             b = targets.shape[0]
-            sums["val_loss"] = sums.get("val_loss", 0.0) + self.objective.loss(out, targets).item() * b
-            for k, v in self.objective.metrics(out, targets).items():
-                sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + v * b
+            loss_sum += self.objective.loss(out, targets).item() * b
+            for k, v in self.objective.metric_sums(out, targets).items():
+                sums[k] = sums.get(k, 0.0) + v
             count += b
         self.model.train()
-        sums["count"] = float(count)
+        sums["loss"], sums["count"] = loss_sum, float(count)
         sums = all_reduce_sum(sums, self.dist, self.device)
-        count = sums.pop("count")
-        return {k: v / count for k, v in sums.items()}
+        loss_sum, count = sums.pop("loss"), sums.pop("count")
+        metrics = self.objective.reduce_metrics(sums)
+        return {"val_loss": loss_sum / count, **{f"val_{k}": v for k, v in metrics.items()}}
 
 
 def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None) -> dict:

@@ -20,8 +20,9 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, in_channels: int, image_size: int) -> int:
-    """Mult-adds of one image through the network in eval mode (the auxiliary head does not run)."""
+def count_macs(model: nn.Module, in_channels: int, image_size: int | tuple[int, int]) -> int:
+    """Mult-adds of one image (square, or (height, width)) through the network in eval mode (the
+    auxiliary head does not run). A model on the meta device is counted without computing."""
     total = 0
 
     def hook(m, inputs, out):
@@ -37,7 +38,8 @@ def count_macs(model: nn.Module, in_channels: int, image_size: int) -> int:
     model.eval()
     try:
         p = next(model.parameters())
-        model(torch.zeros(1, in_channels, image_size, image_size, device=p.device, dtype=p.dtype))
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        model(torch.zeros(1, in_channels, h, w, device=p.device, dtype=p.dtype))
     finally:
         model.train(was_training)
         for h in handles:

@@ -30,6 +30,7 @@ from archsearch.engine.distributed import (
     all_reduce_sum,
     init_distributed,
     max_divergence,
+    same_on_all_ranks,
     shutdown,
     use_global_batch_norm,
 )
@@ -231,6 +232,7 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
     ctx = s.context(max(s.total_steps - 1, 0))
     arch = s.strategy.finalize(ctx)
     divergence = max(max_divergence(s.model, dist), max_divergence(s.strategy, dist))
+    agreed = same_on_all_ranks(s.space.arch_to_dict(arch))
     if not main:
         return {}
     if s.total_steps % cfg.history_every == 0:
@@ -240,6 +242,7 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
     summary = _summary(s, arch, time.time() - t0, start)
     summary["processes"] = dist.world
     summary["ranks_max_weight_difference"] = divergence
+    summary["architecture_same_on_all_ranks"] = agreed
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
 

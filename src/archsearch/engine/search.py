@@ -291,6 +291,9 @@ def _summary(s: Search, arch, seconds: float, start: int) -> dict:
         "steps": s.total_steps,
         "resumed_at_step": start,
         "seconds_this_process": round(seconds, 2),
+        # global train-batch images per second of this process's steps (validation and the final
+        # derivation included): the throughput a scaling comparison reads
+        "train_images_per_s": round((s.total_steps - start) * s.cfg.data.batch_size / max(seconds, 1e-9), 2),
         "architecture": s.space.arch_to_dict(arch),
         "describe": s.space.describe(arch),
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -17,6 +18,8 @@ from torch import nn
 
 from archsearch.engine.device import select_device
 from archsearch.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,15 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_in_process_group(device_name: str, job: Callable[[DistInfo, torch.device], T]) -> T:
+    """Run `job` inside torchrun's process group (or alone), leaving the group however it ends."""
+    info, device = init_distributed(device_name)
+    try:
+        return job(info, device)
+    finally:
+        shutdown()
 
 
 def all_reduce_sum(values: dict[str, float], dist_info: DistInfo, device: torch.device) -> dict[str, float]:

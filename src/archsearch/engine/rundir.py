@@ -7,6 +7,17 @@ from omegaconf import OmegaConf
 
 from archsearch.config import to_dict
 from archsearch.errors import ConfigError
+from archsearch.utils.io import load_checkpoint
+
+
+def checkpoint_to_resume(run_dir: Path, cfg) -> dict | None:
+    """The checkpoint of an existing run (its config checked first), loaded before anything is
+    built or written; None for a new run."""
+    path = Path(run_dir) / "checkpoint.pt"
+    if not path.exists():
+        return None
+    check_same_config(Path(run_dir), cfg)
+    return load_checkpoint(path)
 
 
 def check_same_config(run_dir: Path, cfg) -> None:

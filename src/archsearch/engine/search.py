@@ -28,20 +28,19 @@ from archsearch.engine.distributed import (
     SINGLE_PROCESS,
     DistInfo,
     all_reduce_sum,
-    init_distributed,
     max_divergence,
+    run_in_process_group,
     same_on_all_ranks,
-    shutdown,
     use_global_batch_norm,
 )
-from archsearch.engine.rundir import check_same_config
+from archsearch.engine.rundir import checkpoint_to_resume
 from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import CheckpointError
 from archsearch.objectives import create_objective
 from archsearch.spaces import create_space
 from archsearch.strategies import StepContext, create_strategy
-from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
+from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("archsearch")
 CHECKPOINT_FORMAT = 1
@@ -170,19 +169,13 @@ class Search:
 
 def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None) -> dict:
     """Run (or resume) a search in `run_dir`; returns the summary. Works under torchrun unchanged."""
-    dist, device = init_distributed(cfg.device)
-    try:
-        return _run(cfg, Path(run_dir), dist, device, progress)
-    finally:
-        shutdown()
+    return run_in_process_group(cfg.device, lambda dist, device: _run(cfg, Path(run_dir), dist, device, progress))
 
 
 def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:
     ckpt_path = run_dir / "checkpoint.pt"
-    resuming = ckpt_path.exists()
-    if resuming:
-        check_same_config(run_dir, cfg)
-        ckpt = load_checkpoint(ckpt_path)  # before anything is built or written
+    ckpt = checkpoint_to_resume(run_dir, cfg)
+    resuming = ckpt is not None
     s = Search.build(cfg, dist, device)
     main = dist.is_main
     metrics_log = JsonlLog(run_dir / "metrics.jsonl") if main else None

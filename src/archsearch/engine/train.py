@@ -41,19 +41,18 @@ from archsearch.data.epochs import eval_loader, train_loader
 from archsearch.engine.distributed import (
     DistInfo,
     all_reduce_sum,
-    init_distributed,
     max_divergence,
-    shutdown,
+    run_in_process_group,
     use_global_batch_norm,
 )
-from archsearch.engine.rundir import check_same_config
+from archsearch.engine.rundir import checkpoint_to_resume
 from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import CheckpointError, ConfigError, DivergenceError
 from archsearch.models import create_family
 from archsearch.models.cost import count_macs, count_params
 from archsearch.objectives import create_objective
-from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
+from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("archsearch")
 CHECKPOINT_FORMAT = 1
@@ -262,19 +261,13 @@ class Trainer:
 
 def run_train(cfg: TrainConfig, run_dir: Path, progress: Optional[bool] = None) -> dict:
     """Train (or resume) in `run_dir`; returns the summary. Works under torchrun unchanged."""
-    dist, device = init_distributed(cfg.device)
-    try:
-        return _run(cfg, Path(run_dir), dist, device, progress)
-    finally:
-        shutdown()
+    return run_in_process_group(cfg.device, lambda dist, device: _run(cfg, Path(run_dir), dist, device, progress))
 
 
 def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:
     ckpt_path = run_dir / "checkpoint.pt"
-    resuming = ckpt_path.exists()
-    if resuming:
-        check_same_config(run_dir, cfg)
-        ckpt = load_checkpoint(ckpt_path)  # before anything is built or written
+    ckpt = checkpoint_to_resume(run_dir, cfg)
+    resuming = ckpt is not None
     t = Trainer.build(cfg, dist, device)
     main = dist.is_main
     metrics_log = JsonlLog(run_dir / "metrics.jsonl")

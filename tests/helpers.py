@@ -1,6 +1,9 @@
 """Tiny configurations shared by the tests."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import torch
 
 from archsearch.config import SearchConfig, SpaceConfig, StrategyConfig
@@ -37,3 +40,17 @@ def context(model, opt, batches, step=0, lr=0.1, grad_clip=5.0, seed=0):
     obj = Supervised(SearchConfig().objective, Info)
     return StepContext(model=model, objective=obj, optimizer=opt, lr=lr, grad_clip=grad_clip,
                        step=step, epoch=0.0, seed=seed, next_val=lambda: next(val))
+
+
+def one_line_error(capsys) -> str:
+    """The single `archsearch: error:` line a failed CLI call printed."""
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("archsearch: error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def cli(args, **kw) -> subprocess.Popen:
+    """`python -m archsearch ARGS` in a child process (for SIGKILL tests)."""
+    return subprocess.Popen([sys.executable, "-m", "archsearch", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)

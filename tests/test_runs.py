@@ -2,11 +2,10 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import torch
+from helpers import cli, one_line_error
 
 from archsearch.cli import main
 from archsearch.utils.io import load_checkpoint
@@ -41,20 +40,17 @@ def test_search_writes_a_self_describing_run_directory(tmp_path):
     assert len(epochs) == 2 and "val_top1" in epochs[0]
 
 
-def _cli(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "archsearch", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     common = ["search", "darts_fashionmnist", *GEN, "steps_per_epoch=5", "optim.epochs=3",
               "checkpoint_every=1", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    full = _cli(common + ["--out", str(tmp_path / "full")], env=env)
+    full = cli(common + ["--out", str(tmp_path / "full")], env=env)
     assert full.wait(timeout=300) == 0, full.stderr.read()
 
     killed = tmp_path / "killed"
-    p = _cli(common + ["--out", str(killed)], env=env)
+    p = cli(common + ["--out", str(killed)], env=env)
     ckpt = killed / "checkpoint.pt"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -66,7 +62,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     step = load_checkpoint(ckpt)["step"]
     assert 6 <= step < 15, f"kill landed at step {step}"
     assert not (killed / "summary.json").exists()
-    resumed = _cli(common + ["--out", str(killed)], env=env)
+    resumed = cli(common + ["--out", str(killed)], env=env)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
 
     a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
@@ -82,42 +78,37 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert steps == list(range(15)), "metrics lines lost or duplicated by the resume"
 
 
-def _one_line_error(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if line.startswith("archsearch: error:")]
-    assert len(errors) == 1, err
-    return errors[0]
 
 
-def test_unknown_config_key_is_one_line_error(tmp_path, capsys):
+def test_unknown_config_key_isone_line_error(tmp_path, capsys):
     rc, _ = _search(tmp_path, "optim.lrr=0.1")
     assert rc == 2
-    assert "lrr" in _one_line_error(capsys)
+    assert "lrr" in one_line_error(capsys)
 
 
-def test_wrong_type_is_one_line_error(tmp_path, capsys):
+def test_wrong_type_isone_line_error(tmp_path, capsys):
     rc, _ = _search(tmp_path, "optim.lr=fast")
     assert rc == 2
-    assert "optim.lr" in _one_line_error(capsys)
+    assert "optim.lr" in one_line_error(capsys)
 
 
 def test_unknown_preset_and_bad_yaml(tmp_path, capsys):
     assert main(["search", "no_such_preset"]) == 2
-    assert "not found" in _one_line_error(capsys)
+    assert "not found" in one_line_error(capsys)
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim: [1, 2\n")
     assert main(["search", str(bad)]) == 2
-    _one_line_error(capsys)
+    one_line_error(capsys)
     bad.write_text("strategy:\n  name: dartz\n")
     assert main(["search", str(bad), *GEN, "--out", str(tmp_path / "x")]) == 2
-    assert "unknown strategy 'dartz'" in _one_line_error(capsys)
+    assert "unknown strategy 'dartz'" in one_line_error(capsys)
 
 
-def test_missing_dataset_is_one_line_error(tmp_path, capsys):
+def test_missing_dataset_isone_line_error(tmp_path, capsys):
     rc = main(["search", "darts_fashionmnist", "data.name=cifar10", f"data.root={tmp_path / 'nowhere'}",
                "--out", str(tmp_path / "r")])
     assert rc == 2
-    assert "cifar" in _one_line_error(capsys).lower()
+    assert "cifar" in one_line_error(capsys).lower()
     assert not (tmp_path / "r").exists()
 
 
@@ -130,7 +121,7 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     rc, _ = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=1")
     assert rc == 2
-    assert "cannot read checkpoint" in _one_line_error(capsys)
+    assert "cannot read checkpoint" in one_line_error(capsys)
     assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
 
@@ -139,7 +130,7 @@ def test_changed_config_on_existing_run_is_refused(tmp_path, capsys):
     assert rc == 0
     rc, _ = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=1", "optim.lr=0.5")
     assert rc == 2
-    assert "optim.lr" in _one_line_error(capsys)
+    assert "optim.lr" in one_line_error(capsys)
 
 
 def test_checkpoint_is_loadable_with_weights_only(tmp_path):
@@ -148,10 +139,10 @@ def test_checkpoint_is_loadable_with_weights_only(tmp_path):
     torch.load(out / "checkpoint.pt", weights_only=True)
 
 
-def test_nan_loss_stops_with_one_line_error(tmp_path, capsys):
+def test_nan_loss_stops_withone_line_error(tmp_path, capsys):
     rc, out = _search(tmp_path, "steps_per_epoch=4", "optim.epochs=1", "optim.lr=1e30", "optim.grad_clip=0")
     assert rc == 2
-    assert "became" in _one_line_error(capsys)
+    assert "became" in one_line_error(capsys)
     assert not (out / "summary.json").exists()
 
 
@@ -169,5 +160,5 @@ def test_checkpoint_without_config_is_refused(tmp_path, capsys):
     ckpt = (out / "checkpoint.pt").read_bytes()
     rc, _ = _search(tmp_path, "steps_per_epoch=1", "optim.epochs=1")
     assert rc == 2
-    assert "no readable config.yaml" in _one_line_error(capsys)
+    assert "no readable config.yaml" in one_line_error(capsys)
     assert (out / "checkpoint.pt").read_bytes() == ckpt

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from helpers import cli, one_line_error
 
 from archsearch.cli import main, resolve_config
 from archsearch.config import ModelConfig, TrainConfig, load_config
@@ -144,40 +145,32 @@ def test_train_writes_a_run_directory_and_export_round_trips(tmp_path):
     assert torch.allclose(ts, expected, atol=1e-5) and torch.allclose(onnx_out, expected, atol=1e-4)
 
 
-def _one_line_error(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if line.startswith("archsearch: error:")]
-    assert len(errors) == 1, err
-    return errors[0]
 
 
-def test_bad_training_input_is_one_line_error(tmp_path, capsys):
+def test_bad_training_input_isone_line_error(tmp_path, capsys):
     rc, out = _train(tmp_path, genotype="NO_SUCH_GENOTYPE")
-    assert rc == 2 and "NO_SUCH_GENOTYPE" in _one_line_error(capsys)
+    assert rc == 2 and "NO_SUCH_GENOTYPE" in one_line_error(capsys)
     assert not out.exists()
     assert main(["train", *GEN, "--out", str(tmp_path / "x")]) == 2
-    assert "no architecture" in _one_line_error(capsys)
+    assert "no architecture" in one_line_error(capsys)
     rc, _ = _train(tmp_path, "optim.schedule=stepwise")
-    assert rc == 2 and "stepwise" in _one_line_error(capsys)
+    assert rc == 2 and "stepwise" in one_line_error(capsys)
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["export", str(bad), "--format", "onnx"]) == 2
-    assert "cannot read checkpoint" in _one_line_error(capsys)
+    assert "cannot read checkpoint" in one_line_error(capsys)
 
 
-def _cli(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "archsearch", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     common = ["train", *GEN, "--genotype", "DARTS_V2", "optim.epochs=4", "steps_per_epoch=3", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    full = _cli(common + ["--out", str(tmp_path / "full")], env=env)
+    full = cli(common + ["--out", str(tmp_path / "full")], env=env)
     assert full.wait(timeout=300) == 0, full.stderr.read()
 
     killed = tmp_path / "killed"
-    p = _cli(common + ["--out", str(killed)], env=env)
+    p = cli(common + ["--out", str(killed)], env=env)
     ckpt = killed / "checkpoint.pt"
     deadline = time.time() + 200
     while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt)["epoch"] >= 1):
@@ -186,7 +179,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     p.wait()
     epoch = load_checkpoint(ckpt)["epoch"]
     assert 1 <= epoch < 4, f"kill landed after epoch {epoch}"
-    resumed = _cli(common + ["--out", str(killed)], env=env)
+    resumed = cli(common + ["--out", str(killed)], env=env)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
 
     a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(ckpt)

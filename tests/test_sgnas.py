@@ -301,15 +301,7 @@ def _name(model, tensor):
 
 
 def test_search_then_generate_end_to_end(tmp_path):
-    overrides = [
-        "data.name=generated", "data.generated.channels=1", "data.generated.image_size=8",
-        "data.generated.num_samples=32", "data.image_size=0", "data.subset=0", "data.batch_size=4",
-        "steps_per_epoch=2", "optim.epochs=2", "strategy.warmup_epochs=1", "val_batches=1",
-        "space.mobile.depths=[1,1,1,1,1,1]", "space.mobile.widths=[4,4,8,8,8,8]", "space.mobile.head_channels=8",
-        "space.mobile.stem_channels=4", "space.mobile.first_channels=4",
-        "strategy.sgnas.low_flops=0.02", "strategy.sgnas.high_flops=0.04", "strategy.sgnas.target_step=0.002",
-        "strategy.sgnas.eval_step=0.005", "strategy.sgnas.prior_tolerance=0.002", "strategy.sgnas.hc_targets=2",
-    ]
+    overrides = [o for o in TINY_RUN if o not in ("optim.epochs=3", "checkpoint_every=1")] + ["optim.epochs=2"]
     run = tmp_path / "run"
     assert main(["search", "sgnas_fashionmnist", *overrides, "--out", str(run), "--no-progress"]) == 0
     summary = json.loads((run / "summary.json").read_text())
@@ -319,3 +311,52 @@ def test_search_then_generate_end_to_end(tmp_path):
     assert len(rec["architecture"]["layers"]) == 6 and len(rec["architecture"]["blocks"]) == 6
     assert rec["flops_M"] > 0 and rec["generator"] == "best"
     assert (run / "generated" / "layers_0p025_0p035.png").stat().st_size > 0
+
+
+def test_sgnas_presets_keep_the_protocol_numbers():
+    from archsearch.cli import PRESETS
+    from archsearch.config import load_config
+
+    im = load_config(PRESETS / "sgnas_imagenet.yaml")
+    assert (im.optim.lr, im.optim.weight_decay, im.data.batch_size, im.data.val_batch_size) == (0.045, 4e-5, 256, 128)
+    assert (im.strategy.warmup_epochs, im.optim.epochs, im.strategy.arch_lr) == (50, 54, 1e-3)
+    s = im.strategy.sgnas
+    assert (s.hc_weight, s.hc_dead_zone, s.hc_over_factor, s.tau, s.tau_decay) == (3e-4, 0.1, 1.2, 5.0, 0.95)
+    assert (s.low_flops, s.high_flops, s.target_step, s.eval_step) == (270, 450, 5, 10)
+    assert im.space.mobile.layout == "imagenet" and im.objective.label_smoothing == 0.1
+
+
+TINY_RUN = [
+    "data.name=generated", "data.generated.channels=1", "data.generated.image_size=8",
+    "data.generated.num_samples=32", "data.image_size=0", "data.subset=0", "data.batch_size=4",
+    "steps_per_epoch=2", "optim.epochs=3", "strategy.warmup_epochs=1", "val_batches=1", "checkpoint_every=1",
+    "space.mobile.depths=[1,1,1,1,1,1]", "space.mobile.widths=[4,4,8,8,8,8]", "space.mobile.head_channels=8",
+    "space.mobile.stem_channels=4", "space.mobile.first_channels=4",
+    "strategy.sgnas.low_flops=0.02", "strategy.sgnas.high_flops=0.04", "strategy.sgnas.target_step=0.002",
+    "strategy.sgnas.eval_step=0.005", "strategy.sgnas.prior_tolerance=0.002", "strategy.sgnas.hc_targets=2",
+]
+
+
+def test_interrupted_run_resumes_to_the_same_state(tmp_path, monkeypatch):
+    from archsearch.strategies.sgnas import Sgnas
+    from archsearch.utils.io import load_checkpoint
+
+    assert main(["search", "sgnas_fashionmnist", *TINY_RUN, "--out", str(tmp_path / "full"), "--no-progress"]) == 0
+    step = Sgnas.step
+
+    def stop_at_4(self, ctx, train):
+        if ctx.step == 4:  # inside the generator phase
+            raise KeyboardInterrupt
+        return step(self, ctx, train)
+
+    monkeypatch.setattr(Sgnas, "step", stop_at_4)
+    assert main(["search", "sgnas_fashionmnist", *TINY_RUN, "--out", str(tmp_path / "cut"), "--no-progress"]) == 130
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 4
+    monkeypatch.setattr(Sgnas, "step", step)
+    assert main(["search", "sgnas_fashionmnist", *TINY_RUN, "--out", str(tmp_path / "cut"), "--no-progress"]) == 0
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    for part in ("model", "strategy"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert (tmp_path / "full" / "genotype.json").read_text() == (tmp_path / "cut" / "genotype.json").read_text()

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
 
-COLORS = ["#8ecae6", "#ffb703", "#fb8500", "#219ebc", "#e76f51", "#2a9d8f"]
+COLORS = ["#8ecae6", "#ffb703", "#c1121f", "#219ebc", "#6a4c93", "#2a9d8f"]
 
 
 def plot_architectures(items: list[tuple[str, object]], kernels: tuple[int, ...], sub_blocks: int, path: Path) -> Path:

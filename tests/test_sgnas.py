@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from archsearch.cli import main
-from archsearch.config import MobileSpaceConfig, SearchConfig, SpaceConfig, StrategyConfig
+from archsearch.config import (
+    MobileSpaceConfig,
+    SearchConfig,
+    SpaceConfig,
+    StrategyConfig,
+)
 from archsearch.objectives.supervised import Supervised, classifier_head
 from archsearch.spaces import create_space
 from archsearch.spaces.mobile.arch import SKIP, MobileArch, sample_arch
@@ -23,8 +28,8 @@ from archsearch.strategies import StepContext, create_strategy
 from archsearch.strategies.generator import ArchitectureGenerator
 from archsearch.strategies.sgnas import hc_loss
 
-TINY = dict(layout="cifar", stem_channels=4, first_channels=4, head_channels=16, widths=[4, 8, 8],
-            depths=[1, 2, 1], strides=[1, 2, 1])
+TINY = {"layout": "cifar", "stem_channels": 4, "first_channels": 4, "head_channels": 16, "widths": [4, 8, 8],
+            "depths": [1, 2, 1], "strides": [1, 2, 1]}
 
 
 def tiny_space(**kw):
@@ -230,8 +235,8 @@ def sgnas_setup(warmup=1.0, **sg):
     table = sp.flops_table()
     lo = table.discrete(MobileArch(((3, 3, SKIP, SKIP, SKIP, SKIP),) * 4))
     hi = table.discrete(MobileArch(((7,) * 6,) * 4))
-    opts = dict(low_flops=lo + 0.2 * (hi - lo), high_flops=lo + 0.8 * (hi - lo), target_step=0.01, target_jitter=0.0,
-                eval_step=0.02, hc_weight=10.0, prior_tolerance=0.01 * (hi - lo))
+    opts = {"low_flops": lo + 0.2 * (hi - lo), "high_flops": lo + 0.8 * (hi - lo), "target_step": 0.01, "target_jitter": 0.0,
+                "eval_step": 0.02, "hc_weight": 10.0, "prior_tolerance": 0.01 * (hi - lo)}
     opts.update(sg)
     cfg = StrategyConfig(name="sgnas", warmup_epochs=warmup, arch_lr=1e-3, arch_weight_decay=0.0)
     for k, v in opts.items():
@@ -251,7 +256,7 @@ def make_ctx(model, opt, batches, epoch, step=0):
 
 
 def test_generated_logits_mask_the_skips_that_forced_sampling_forbids():
-    sp, model, strat, opt, batches = sgnas_setup()
+    _sp, _model, strat, _opt, _batches = sgnas_setup()
     lg = strat.logits(torch.tensor([strat.mid_target, strat.c.low_flops]))
     assert lg.shape == (2, 4, 6, 4)
     assert torch.isinf(lg[..., :2, 3]).all() and torch.isfinite(lg[..., 2:, :]).all()
@@ -260,7 +265,7 @@ def test_generated_logits_mask_the_skips_that_forced_sampling_forbids():
 
 
 def test_gradients_reach_the_generator_from_both_loss_terms():
-    sp, model, strat, opt, batches = sgnas_setup()
+    _sp, model, strat, opt, batches = sgnas_setup()
     model.eval().requires_grad_(False)
     ctx = make_ctx(model, opt, batches, epoch=2.0)
     c = strat.c
@@ -278,7 +283,7 @@ def test_gradients_reach_the_generator_from_both_loss_terms():
 
 
 def test_supernet_step_trains_every_candidate_and_generator_step_freezes_the_supernet():
-    sp, model, strat, opt, batches = sgnas_setup(warmup=1.0)
+    _sp, model, strat, opt, batches = sgnas_setup(warmup=1.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     m = strat.step(make_ctx(model, opt, batches, epoch=0.0), batches[0])
     assert m["passes"] == 5.0
@@ -360,3 +365,27 @@ def test_interrupted_run_resumes_to_the_same_state(tmp_path, monkeypatch):
         for k in a[part]:
             assert torch.equal(a[part][k], b[part][k]), (part, k)
     assert (tmp_path / "full" / "genotype.json").read_text() == (tmp_path / "cut" / "genotype.json").read_text()
+
+
+def test_a_one_hot_supernet_path_is_the_stand_alone_network_with_inherited_weights():
+    from archsearch.spaces.mobile.network import inherit_from_supernet
+
+    sp = tiny_space(forced_sampling=False)
+    torch.manual_seed(0)
+    head = lambda c: classifier_head(c, 5)
+    supernet = sp.build_supernet(3, 8, head).double()
+    for m in supernet.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    supernet.eval()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    rng = random.Random(4)
+    for _ in range(4):
+        arch = sample_arch(sp.layout, 2, False, rng)  # random sub-block positions, mixed kernels
+        net = MobileNetwork(sp.layout, arch, 5, head=head).double()
+        inherit_from_supernet(net, supernet, arch).eval()
+        w = {k: v.double() for k, v in sp.one_hot(arch).items()}
+        assert torch.allclose(net(x), supernet(x, w), atol=1e-10)

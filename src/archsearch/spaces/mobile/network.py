@@ -56,7 +56,7 @@ class MixedDepthwise(nn.Module):
 
 class MBConv(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernels: list[int], stride: int, act: str, se: bool,
-                 bn_momentum: float):
+                 bn_momentum: float, residual: bool = True):
         super().__init__()
         if not kernels:
             raise ConfigError("an MBConv needs at least one active sub-block")
@@ -71,7 +71,7 @@ class MBConv(nn.Module):
             layers.append(SqueezeExcite(mid))
         layers += [nn.Conv2d(mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out, momentum=bn_momentum)]
         self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and c_in == c_out
+        self.residual = residual and stride == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
@@ -98,7 +98,7 @@ class MobileNetwork(nn.Module):
 
         self.stem = nn.Sequential(nn.Conv2d(layout.in_channels, c0, 3, layout.stem_stride, 1, bias=False), bn(c0),
                                   ACTIVATIONS.create(act))
-        blocks = [MBConv(c0, layout.first_channels, [3], 1, act, se, bn_momentum)]
+        blocks = [MBConv(c0, layout.first_channels, [3], 1, act, se, bn_momentum, residual=False)]  # as the supernet
         blocks += [MBConv(s.c_in, s.c_out, ks, s.stride, act, se, bn_momentum)
                    for s, ks in zip(layout.layers, arch.kernels)]
         self.blocks = nn.Sequential(*blocks)
@@ -114,3 +114,44 @@ class MobileNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_conv(self.blocks(self.stem(x))))
+
+
+def _copy_bn(dst: nn.BatchNorm2d, srcs: list[tuple[nn.BatchNorm2d, slice]]) -> None:
+    """dst's affine parameters and running statistics from channel slices of source BNs."""
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(dst, name).data.copy_(torch.cat([getattr(bn, name).data[sl] for bn, sl in srcs]))
+
+
+@torch.no_grad()
+def inherit_from_supernet(net: MobileNetwork, supernet: nn.Module, arch: MobileArch) -> MobileNetwork:
+    """Load the supernet's weights for `arch` into a ReLU6, no-SE stand-alone network.
+
+    A unified block with e >= 2 active sub-blocks is an MBConv with expansion e: the expansion
+    rows, BN channels, depthwise candidates and projection columns of the active sub-blocks, in
+    sub-block order, and the shadow BN of its skip count. In eval mode both compute the same
+    function (tested), so generated architectures can be scored with inherited weights.
+    """
+    if min(arch.expansions) < 2:
+        raise ConfigError("weights can be inherited only when every layer has at least 2 active sub-blocks")
+    lay = supernet.layout
+    net.stem.load_state_dict(supernet.stem.state_dict())
+    first = net.blocks[0].body
+    first[0].convs[0].weight.copy_(supernet.first[0][0].weight)
+    first[1].load_state_dict(supernet.first[0][1].state_dict())
+    first[3].weight.copy_(supernet.first[1][0].weight)
+    first[4].load_state_dict(supernet.first[1][1].state_dict())
+    for block, mb, layer in zip(supernet.blocks, net.blocks[1:], arch.layers):
+        c = block.spec.c_in
+        active = [(b, lay.kernels.index(op)) for b, op in enumerate(layer) if op != 0]
+        rows = [slice(b * c, (b + 1) * c) for b, _ in active]
+        body = mb.body
+        body[0].weight.copy_(torch.cat([block.expand.weight[r] for r in rows]))
+        _copy_bn(body[1], [(block.expand_bn, r) for r in rows])
+        for conv, (b, j) in zip(body[3].convs, active):
+            conv.weight.copy_(block.candidates[b][j][0].weight)
+        _copy_bn(body[4], [(block.candidates[b][j][1], slice(None)) for b, j in active])
+        body[6].weight.copy_(torch.cat([block.project.weight[:, r] for r in rows], dim=1))
+        _copy_bn(body[7], [(block.shadow_bn[lay.sub_blocks - len(active)], slice(None))])
+    net.head_conv.load_state_dict(supernet.head_conv.state_dict())
+    net.head.load_state_dict(supernet.head.state_dict())
+    return net

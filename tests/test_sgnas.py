@@ -389,3 +389,13 @@ def test_a_one_hot_supernet_path_is_the_stand_alone_network_with_inherited_weigh
         inherit_from_supernet(net, supernet, arch).eval()
         w = {k: v.double() for k, v in sp.one_hot(arch).items()}
         assert torch.allclose(net(x), supernet(x, w), atol=1e-10)
+
+
+def test_more_passes_than_expansion_rates_repeat_the_fair_block():
+    lay = build_layout(MobileSpaceConfig(layout="cifar"), 3, 32)
+    for forced in (True, False):
+        paths = fair_paths(lay, 2, forced, 10, random.Random(5))
+        assert len(paths) == 10
+        for layer in range(len(lay.layers)):
+            es = [sum(op != SKIP for op in s) for s in _layer_ops(paths, layer)]
+            assert sorted(es[:5]) == sorted(es[5:]) == [2, 3, 4, 5, 6]

@@ -95,13 +95,17 @@ def fair_paths(layout, min_expansion: int, forced: bool, passes: int, rng: rando
     per_layer = []  # per layer, `passes` op-index sequences
     for _ in layout.layers:
         es = expansion_schedule(min_expansion, s, passes, rng)
-        if forced:
-            order = sorted(range(passes), key=lambda i: -es[i])  # cache key independent of pass order
-            options = best_sorted_schedules(tuple(es[i] for i in order), s, nk)
-            pick = rng.choice(options)
-            seqs = [None] * passes
-            for slot, i in enumerate(order):
-                seqs[i] = pick[slot]
+        if forced:  # one block of passes per permutation of the expansion rates
+            seqs = []
+            span = s - min_expansion + 1
+            for start in range(0, passes, span):
+                chunk = es[start:start + span]
+                order = sorted(range(len(chunk)), key=lambda i: -chunk[i])  # cache key independent of order
+                pick = rng.choice(best_sorted_schedules(tuple(chunk[i] for i in order), s, nk))
+                part = [None] * len(chunk)
+                for slot, i in enumerate(order):
+                    part[i] = pick[slot]
+                seqs += part
         else:
             covered: set = set()
             seqs = [_free_layer(e, s, nk, covered, rng) for e in es]

@@ -40,8 +40,11 @@ def cmd_search(args) -> int:
     print(f"genotype: {out / 'genotype.json'}")
     for kind, d in arch.items():
         print(f"  {kind}: {d['ops']}")
-    print(f"  evaluation network ({cost['layers']} cells, C={cost['init_channels']}): "
-          f"{cost['params_M']:.3f}M params, {cost['mult_adds_M']:.0f}M mult-adds")
+    if "mult_adds_M" in cost:
+        print(f"  evaluation network ({cost['layers']} cells, C={cost['init_channels']}): "
+              f"{cost['params_M']:.3f}M params, {cost['mult_adds_M']:.0f}M mult-adds")
+    else:
+        print(f"  stand-alone network: {cost['params_M']:.3f}M params, {cost['flops_M']:.3f} MFLOPs (conv)")
     return 0
 
 
@@ -126,6 +129,20 @@ def cmd_genotype(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from archsearch.generate import generate
+
+    results = generate(Path(args.run), args.flops, Path(args.out) if args.out else None, last=args.last)
+    for r in results:
+        note = "" if r["inside_trained_range"] else "  (outside the trained range)"
+        print(f"target {r['target_flops_M']:g} MFLOPs: {r['flops_M']:.3f} MFLOPs ({100 * r['relative_error']:+.1f}%), "
+              f"{r['params_M']:.3f}M params; with SE {r['se_flops_M']:.3f} MFLOPs, {r['se_params_M']:.3f}M{note}")
+        print(f"  {r['short']}")
+    if results:
+        print(f"figure: {results[0]['figure']}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from archsearch.data import list_datasets
     from archsearch.models import list_models
@@ -195,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks")
     g.add_argument("ref", help="genotype JSON file, run directory, or published name")
     g.set_defaults(func=cmd_genotype)
+
+    gen = sub.add_parser("generate", help="SGNAS: architectures for FLOPs targets from a trained generator")
+    gen.add_argument("run", help="run directory of an sgnas search")
+    gen.add_argument("--flops", type=float, action="append", required=True,
+                     help="target MFLOPs (conv mult-adds, repeatable)")
+    gen.add_argument("--out", help="output folder (default RUN/generated)")
+    gen.add_argument("--last", action="store_true", help="use the last generator, not the kept best one")
+    gen.set_defaults(func=cmd_generate)
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", nargs="?", default="all",

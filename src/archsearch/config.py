@@ -58,6 +58,25 @@ class DataConfig:
 
 
 @dataclass
+class MobileSpaceConfig:
+    """The SGNAS unified MobileNet space (sgnas.md 2). Lists left empty come from `layout`."""
+
+    layout: str = "imagenet"  # imagenet | cifar: Table 6 and its CIFAR variant (stem/first stride 1)
+    stem_channels: int = 0  # 0 = from layout
+    stem_stride: int = 0
+    first_channels: int = 0  # the fixed MBConv k3 e1 after the stem
+    head_channels: int = 0  # the 1x1 conv before pooling
+    widths: List[int] = field(default_factory=list)  # output channels per stage
+    depths: List[int] = field(default_factory=list)  # unified blocks per stage
+    strides: List[int] = field(default_factory=list)  # stride of each stage's first block
+    sub_blocks: int = 6  # S = the largest expansion rate
+    kernels: List[int] = field(default_factory=lambda: [3, 5, 7])
+    min_expansion: int = 2  # fewest active sub-blocks per layer (>= 1: no layer is skipped whole)
+    forced_sampling: bool = True  # one canonical arrangement per multiset (kernels sorted, skips last)
+    prune_threshold: float = 0.01  # soft weights at or below it are neither computed nor counted
+
+
+@dataclass
 class SpaceConfig:
     name: str = "darts"  # darts, darts-s1 .. darts-s4
     init_channels: int = 16
@@ -68,6 +87,32 @@ class SpaceConfig:
     partial_channels: int = 1  # PC-DARTS K; 1 = every channel goes through the ops
     impl: str = "fast"  # fast | reference (every op evaluated and summed, as in the papers)
     reductions: int = 2  # 1: only the reduction cell at 1/3 depth (UnNAS segmentation supernet)
+    mobile: MobileSpaceConfig = field(default_factory=MobileSpaceConfig)
+
+
+@dataclass
+class SgnasConfig:
+    """SGNAS (sgnas.md 3-5): the supernet phase is strategy.warmup_epochs, the generator the rest."""
+
+    fair_passes: int = 0  # paths per supernet step; 0 = one per expansion rate (strict); the code: 4
+    sum_passes: bool = True  # gradients of the passes summed (the code) rather than averaged
+    low_flops: float = 270.0  # target range in MFLOPs (conv mult-adds of the no-SE network)
+    high_flops: float = 450.0
+    target_step: float = 5.0  # training targets: low, low+step, ... < high, shuffled per cycle
+    target_jitter: float = 0.5  # plus uniform jitter in [-jitter, jitter)
+    hc_targets: int = 1  # targets whose FLOPs loss is averaged per step (1 = the code; extras skip the CE)
+    eval_step: float = 10.0  # evaluation targets low, low+step, ... < high; the best generator is kept
+    hc_weight: float = 3e-4  # lambda of lambda * (F - T)^2
+    hc_dead_zone: float = 0.1  # no penalty within +-dead zone (the code); 0 = plain squared error
+    hc_over_factor: float = 1.2  # extra factor when F > T (the code); 1 = symmetric
+    tau: float = 5.0  # Gumbel-softmax temperature of the first generator epoch
+    tau_decay: float = 0.95  # per generator epoch
+    tau_every: float = 1.0  # length of a generator epoch in engine epochs
+    hc_dim: int = 10  # channels of the broadcast target map
+    hidden: int = 32  # generator width
+    pool_size: int = 1  # priors in the prior pool
+    prior_tolerance: float = 1.0  # MFLOPs: a prior lies this close to its key
+    prior_seed: int = 0
 
 
 @dataclass
@@ -84,6 +129,7 @@ class StrategyConfig:
     edge_norm: bool = True  # PC-DARTS edge-normalisation betas
     num_candidates: int = 50  # random: genotypes scored with the shared weights at the end
     candidate_batches: int = 4  # random: val batches per candidate score
+    sgnas: SgnasConfig = field(default_factory=SgnasConfig)
 
 
 @dataclass

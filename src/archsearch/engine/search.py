@@ -89,7 +89,8 @@ class Search:
 
     def lr(self, epoch: int) -> float:
         o = self.cfg.optim
-        return epoch_lr("cosine", epoch, o.epochs, o.lr, o.lr_min, warmup=o.lr_warmup_epochs)
+        return epoch_lr("cosine", epoch, self.strategy.weight_epochs(o.epochs), o.lr, o.lr_min,
+                        warmup=o.lr_warmup_epochs)
 
     def context(self, step: int) -> StepContext:
         epoch = step // self.steps_per_epoch
@@ -266,7 +267,8 @@ def _end_epoch(s: Search, run_dir: Path, metrics_log: JsonlLog, writer, step: in
         rec["arch"] = s.space.describe(arch)
         atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
         for kind, d in rec["arch"].items():
-            writer.add_scalar(f"arch/{kind}_skip_connect", d["skip_connect"], step)
+            if "skip_connect" in d:
+                writer.add_scalar(f"arch/{kind}_skip_connect", d["skip_connect"], step)
     for k, v in rec.items():
         if k.startswith("val_"):
             writer.add_scalar(f"search/{k}", v, step)

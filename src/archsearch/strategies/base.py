@@ -70,6 +70,10 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
     def step(self, ctx: StepContext, train: Batch) -> dict[str, float]:
         """One search iteration on a train batch (draw validation batches with ctx.next_val)."""
 
+    def weight_epochs(self, total: int) -> int:
+        """Epochs the weight learning-rate schedule spans (all of them unless a phase ends early)."""
+        return total
+
     def derive(self):
         weights = self.expected_weights()
         return self.space.derive(weights) if weights else None

@@ -25,7 +25,9 @@ import random
 
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
+from archsearch.engine.distributed import average_
 from archsearch.errors import ConfigError
 from archsearch.spaces.mobile.arch import MobileArch, sample_arch
 from archsearch.spaces.mobile.space import MobileUnifiedSpace
@@ -139,7 +141,7 @@ class Sgnas(SearchStrategy):
         flops = [self.flops.discrete(a) for a in self.generate(targets, best=best)]
         total = sum(hc_loss(torch.tensor(f), t, c.hc_weight, c.hc_dead_zone, c.hc_over_factor).item()
                     for f, t in zip(flops, targets))
-        return {"eval_hc": total, "eval_kendall": kendall_tau(targets, flops),
+        return {"eval_hc": total, "eval_kendall": _kendall(targets, flops),
                 "eval_max_rel_error": max(abs(f - t) / t for f, t in zip(flops, targets))}
 
     def derive(self):
@@ -215,6 +217,7 @@ class Sgnas(SearchStrategy):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = list(self.generator.parameters())
+        average_([g.grad for g in params])  # under torchrun: the global batch's gradient
         for g in params:
             check_finite(g.grad, "generator gradient", ctx.step)
         if self.cfg.arch_grad_clip > 0:
@@ -233,14 +236,7 @@ class Sgnas(SearchStrategy):
         return metrics
 
 
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall tau-a of two equally long sequences (ties count as neither)."""
-    n = len(a)
-    if n < 2:
-        return 1.0
-    s = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            x, y = a[i] - a[j], b[i] - b[j]
-            s += (x * y > 0) - (x * y < 0)
-    return s / (n * (n - 1) / 2)
+def _kendall(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-b of targets vs generated FLOPs (0 when either side is constant)."""
+    tau = stats.kendalltau(a, b).statistic
+    return 0.0 if math.isnan(tau) else float(tau)

@@ -67,6 +67,20 @@ def cmd_genotype(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from archsearch.viz import plot_run
+
+    files, entropy = plot_run(Path(args.run), [f.strip() for f in args.formats.split(",") if f.strip()])
+    for f in files:
+        print(f)
+    for kind, e in entropy.items():
+        print(f"{kind}: mean edge entropy {e['start']:.3f} nats at step {e['start_step']} -> {e['end']:.3f} "
+              f"at step {e['end_step']} (uniform {e['uniform']:.3f}); mean top probability "
+              f"{e['max_prob_start']:.3f} -> {e['max_prob_end']:.3f}; edges with top probability > 0.9: "
+              f"{e['one_hot_edges_start']} -> {e['one_hot_edges_end']} of {e['edges']}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from archsearch.data import list_datasets
     from archsearch.objectives import list_objectives
@@ -109,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks")
     g.add_argument("ref", help="genotype JSON file, run directory, or published name")
     g.set_defaults(func=cmd_genotype)
+
+    pl = sub.add_parser("plot", help="draw a run's anytime architecture weights, their entropy and its cells")
+    pl.add_argument("run", help="a search run directory")
+    pl.add_argument("--formats", default="png,svg,pdf", help="comma-separated: png, svg, pdf")
+    pl.set_defaults(func=cmd_plot)
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", nargs="?", default="all",

@@ -198,8 +198,14 @@ def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None
     bar = tqdm(total=s.total_steps, initial=start, disable=None if progress is None else not progress,
                desc=f"{cfg.strategy.name} search", unit="step", dynamic_ncols=True)
     s.model.train()
+    end = s.total_steps
     try:
         for step in range(start, s.total_steps):
+            if s.strategy.should_stop():  # converged by the strategy's criterion (VIM-NAS stop_after)
+                end = step
+                atomic_torch_save(ckpt_path, s.state(step))
+                log.info("%s converged: stopping at step %d of %d", cfg.strategy.name, step, s.total_steps)
+                break
             if step % cfg.history_every == 0:
                 _record_history(history_log, writer, s, step)
             ctx = s.context(step)
@@ -221,13 +227,13 @@ def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None
         bar.close()
         writer.flush()
 
-    ctx = s.context(max(s.total_steps - 1, 0))
+    ctx = s.context(max(end - 1, 0))
     arch = s.strategy.finalize(ctx)
-    if s.total_steps % cfg.history_every == 0:
-        _record_history(history_log, writer, s, s.total_steps)
+    if end % cfg.history_every == 0:
+        _record_history(history_log, writer, s, end)
     writer.close()
     atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
-    summary = _summary(s, arch, time.time() - t0, start)
+    summary = _summary(s, arch, time.time() - t0, start, end)
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -259,18 +265,20 @@ def _end_epoch(s: Search, run_dir: Path, metrics_log: JsonlLog, writer, step: in
     log.info("epoch %d: %s", epoch, {k: v for k, v in rec.items() if k.startswith("val_")})
 
 
-def _summary(s: Search, arch, seconds: float, start: int) -> dict:
+def _summary(s: Search, arch, seconds: float, start: int, end: int) -> dict:
     info = s.data.info
     out = {
         "strategy": s.cfg.strategy.name,
         "space": s.cfg.space.name,
         "objective": s.cfg.objective.name,
         "dataset": s.cfg.data.name,
-        "steps": s.total_steps,
+        "steps": end,
+        "stopped_early": end < s.total_steps,
         "resumed_at_step": start,
         "seconds_this_process": round(seconds, 2),
         "architecture": s.space.arch_to_dict(arch),
         "describe": s.space.describe(arch),
     }
     out["eval_network"] = s.space.cost(arch, info)
+    out.update(s.strategy.report())
     return out

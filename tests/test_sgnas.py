@@ -93,7 +93,8 @@ def test_released_sgnas_b_costs_match_the_measured_numbers():
     arch = parse(SGNAS_B)
     plain, se = network_cost(im, arch, 1000), network_cost(im, arch, 1000, se=True)
     assert FlopsTable(im).discrete(arch) == pytest.approx(324.3, abs=0.05)
-    assert plain.conv_macs / 1e6 == pytest.approx(324.3, abs=0.05) and plain.params / 1e6 == pytest.approx(3.77, abs=5e-3)
+    assert plain.conv_macs / 1e6 == pytest.approx(324.3, abs=0.05)
+    assert plain.params / 1e6 == pytest.approx(3.77, abs=5e-3)
     assert se.conv_macs / 1e6 == pytest.approx(326.0, abs=0.05) and se.params / 1e6 == pytest.approx(5.48, abs=5e-3)
 
 
@@ -183,7 +184,8 @@ def test_fair_paths_with_forced_sampling_are_canonical_and_reach_the_coverage_bo
             assert sorted(es) == [2, 3, 4, 5, 6]
             used = {(b, op) for s in seqs for b, op in enumerate(s)}
             # sub-block b is active in the passes with e > b: it can see min(3, that many) kernels
-            bound = sum(min(3, sum(e > b for e in es)) for b in range(6)) + sum(any(e <= b for e in es) for b in range(6))
+            bound = (sum(min(3, sum(e > b for e in es)) for b in range(6))
+                     + sum(any(e <= b for e in es) for b in range(6)))
             assert len(used) == bound == 19
 
 
@@ -235,7 +237,8 @@ def sgnas_setup(warmup=1.0, **sg):
     table = sp.flops_table()
     lo = table.discrete(MobileArch(((3, 3, SKIP, SKIP, SKIP, SKIP),) * 4))
     hi = table.discrete(MobileArch(((7,) * 6,) * 4))
-    opts = {"low_flops": lo + 0.2 * (hi - lo), "high_flops": lo + 0.8 * (hi - lo), "target_step": 0.01, "target_jitter": 0.0,
+    opts = {"low_flops": lo + 0.2 * (hi - lo), "high_flops": lo + 0.8 * (hi - lo), "target_step": 0.01,
+            "target_jitter": 0.0,
                 "eval_step": 0.02, "hc_weight": 10.0, "prior_tolerance": 0.01 * (hi - lo)}
     opts.update(sg)
     cfg = StrategyConfig(name="sgnas", warmup_epochs=warmup, arch_lr=1e-3, arch_weight_decay=0.0)
@@ -372,8 +375,7 @@ def test_a_one_hot_supernet_path_is_the_stand_alone_network_with_inherited_weigh
 
     sp = tiny_space(forced_sampling=False)
     torch.manual_seed(0)
-    head = lambda c: classifier_head(c, 5)
-    supernet = sp.build_supernet(3, 8, head).double()
+    supernet = sp.build_supernet(3, 8, lambda c: classifier_head(c, 5)).double()
     for m in supernet.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)

@@ -116,6 +116,20 @@ class SgnasConfig:
 
 
 @dataclass
+class VimnasConfig:
+    """VIM-NAS options (strategies vimnas-s, vimnas, vimnas-l; see strategies/vimnas.py)."""
+
+    width: int = 14  # hidden channels of the architectural network (Table 1 of the supplement)
+    kernel: int = 3
+    last_relu: bool = True  # Table 1: the last CRB has its ReLU too; false = conv, batch norm
+    prior: str = "fixed"  # fixed: N(0, I) drawn once, saved with the run | resample: every step
+    noise: float = 1.0  # std of eps in A = mu + noise * eps (0 = no sampling: softmax(mu))
+    mode: str = "bilevel"  # bilevel (network on val, weights on train) | joint | mixed (uses lam)
+    mc_samples: int = 64  # draws behind the expected weights (derivation, history)
+    stop_after: int = 0  # end the search once the derived genotype is unchanged this many steps
+
+
+@dataclass
 class StrategyConfig:
     name: str = "darts"
     order: int = 1  # 1 or 2 (darts, milenas)
@@ -130,6 +144,7 @@ class StrategyConfig:
     num_candidates: int = 50  # random: genotypes scored with the shared weights at the end
     candidate_batches: int = 4  # random: val batches per candidate score
     sgnas: SgnasConfig = field(default_factory=SgnasConfig)
+    vimnas: VimnasConfig = field(default_factory=VimnasConfig)
 
 
 @dataclass

@@ -198,8 +198,15 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
     bar = tqdm(total=s.total_steps, initial=start, disable=(not main) or (None if progress is None else not progress),
                desc=f"{cfg.strategy.name} search", unit="step", dynamic_ncols=True)
     s.model.train()
+    end = s.total_steps
     try:
         for step in range(start, s.total_steps):
+            if s.strategy.should_stop():  # converged by the strategy's criterion (VIM-NAS stop_after)
+                end = step
+                if main:
+                    atomic_torch_save(ckpt_path, s.state(step))
+                log.info("%s converged: stopping at step %d of %d", cfg.strategy.name, step, s.total_steps)
+                break
             if step % cfg.history_every == 0 and main:
                 _record_history(history_log, writer, s, step)
             ctx = s.context(step)
@@ -223,17 +230,17 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
         if writer is not None:
             writer.flush()
 
-    ctx = s.context(max(s.total_steps - 1, 0))
+    ctx = s.context(max(end - 1, 0))
     arch = s.strategy.finalize(ctx)
     divergence = max(max_divergence(s.model, dist), max_divergence(s.strategy, dist))
     agreed = same_on_all_ranks(s.space.arch_to_dict(arch))
     if not main:
         return {}
-    if s.total_steps % cfg.history_every == 0:
-        _record_history(history_log, writer, s, s.total_steps)
+    if end % cfg.history_every == 0:
+        _record_history(history_log, writer, s, end)
     writer.close()
     atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
-    summary = _summary(s, arch, time.time() - t0, start)
+    summary = _summary(s, arch, time.time() - t0, start, end)
     summary["processes"] = dist.world
     summary["ranks_max_weight_difference"] = divergence
     summary["architecture_same_on_all_ranks"] = agreed
@@ -276,21 +283,23 @@ def _end_epoch(s: Search, run_dir: Path, metrics_log: JsonlLog, writer, step: in
     log.info("epoch %d: %s", epoch, {k: v for k, v in rec.items() if k.startswith("val_")})
 
 
-def _summary(s: Search, arch, seconds: float, start: int) -> dict:
+def _summary(s: Search, arch, seconds: float, start: int, end: int) -> dict:
     info = s.data.info
     out = {
         "strategy": s.cfg.strategy.name,
         "space": s.cfg.space.name,
         "objective": s.cfg.objective.name,
         "dataset": s.cfg.data.name,
-        "steps": s.total_steps,
+        "steps": end,
+        "stopped_early": end < s.total_steps,
         "resumed_at_step": start,
         "seconds_this_process": round(seconds, 2),
         # global train-batch images per second of this process's steps (validation and the final
         # derivation included): the throughput a scaling comparison reads
-        "train_images_per_s": round((s.total_steps - start) * s.cfg.data.batch_size / max(seconds, 1e-9), 2),
+        "train_images_per_s": round((end - start) * s.cfg.data.batch_size / max(seconds, 1e-9), 2),
         "architecture": s.space.arch_to_dict(arch),
         "describe": s.space.describe(arch),
     }
     out["eval_network"] = s.space.cost(arch, info)
+    out.update(s.strategy.report())
     return out

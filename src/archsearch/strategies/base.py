@@ -78,6 +78,14 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
         weights = self.expected_weights()
         return self.space.derive(weights) if weights else None
 
+    def should_stop(self) -> bool:
+        """True once the search has converged by the strategy's own criterion (ends the run)."""
+        return False
+
+    def report(self) -> dict:
+        """Strategy-specific facts for summary.json."""
+        return {}
+
     def finalize(self, ctx: StepContext):
         """The architecture this search returns once its budget is spent."""
         return self.derive()

@@ -33,7 +33,9 @@ def expansion_schedule(lo: int, hi: int, passes: int, rng: random.Random) -> lis
 
 
 @functools.lru_cache(maxsize=64)
-def best_sorted_schedules(expansions: tuple[int, ...], s: int, n_kernels: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
+def best_sorted_schedules(
+    expansions: tuple[int, ...], s: int, n_kernels: int
+) -> tuple[tuple[tuple[int, ...], ...], ...]:
     """Every assignment of sorted sequences (kernel indices, skip = n_kernels) to the passes of
     `expansions` (in that order) that reaches the largest number of distinct (sub-block, op)."""
     options = [[tuple(c) + (n_kernels,) * (s - e) for c in itertools.combinations_with_replacement(range(n_kernels), e)]
@@ -111,5 +113,5 @@ def fair_paths(layout, min_expansion: int, forced: bool, passes: int, rng: rando
             seqs = [_free_layer(e, s, nk, covered, rng) for e in es]
         per_layer.append(seqs)
     ops = list(layout.kernels) + [SKIP]
-    return [MobileArch(tuple(tuple(ops[o] for o in per_layer[l][p]) for l in range(len(layout.layers))))
+    return [MobileArch(tuple(tuple(ops[o] for o in per_layer[li][p]) for li in range(len(layout.layers))))
             for p in range(passes)]

@@ -375,7 +375,10 @@ def test_a_one_hot_supernet_path_is_the_stand_alone_network_with_inherited_weigh
 
     sp = tiny_space(forced_sampling=False)
     torch.manual_seed(0)
-    supernet = sp.build_supernet(3, 8, lambda c: classifier_head(c, 5)).double()
+    def head(c):
+        return classifier_head(c, 5)
+
+    supernet = sp.build_supernet(3, 8, head).double()
     for m in supernet.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)

@@ -34,6 +34,8 @@ def _torchrun(args, out, nproc=2, **kw):
     ("milenas1_fashionmnist", []),  # mixed level, shared train backward
     ("pcdarts_fashionmnist", ["space.partial_channels=2", "strategy.warmup_epochs=0"]),  # edge betas
     ("random_fashionmnist", ["strategy.num_candidates=4", "strategy.candidate_batches=1"]),
+    ("vimnas_fashionmnist", []),  # generator network of the architecture
+    ("sgnas_fashionmnist", ["strategy.warmup_epochs=1", "optim.epochs=2", "val_batches=1"]),  # fair paths, generator
 ])
 def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, preset, extra):
     args = [preset, *GEN, *extra]
@@ -46,7 +48,12 @@ def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, preset, 
     assert summary["processes"] == 2 and summary["ranks_max_weight_difference"] == 0.0
     assert summary["architecture_same_on_all_ranks"] is True
     a, b = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt"), load_checkpoint(tmp_path / "one" / "checkpoint.pt")
-    for part in ("model", "strategy"):
+    # VIM-NAS: Adam turns the near-zero gradients of some generator biases (rows the last ReLU
+    # killed) into O(lr) steps of either sign, so float rounding alone moves those raw parameters
+    # (one process on 1 vs 2 threads differs by 1e-3 too); what the strategy produces, the
+    # architecture distribution, is compared below instead.
+    parts = ("model",) if preset.startswith("vimnas") else ("model", "strategy")
+    for part in parts:
         for k in b[part]:
             if k.endswith("num_batches_tracked"):
                 assert torch.equal(a[part][k], b[part][k]), k
@@ -54,6 +61,13 @@ def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, preset, 
                 assert torch.allclose(a[part][k], b[part][k], rtol=1e-4, atol=1e-5), (part, k)
     assert json.loads((tmp_path / "ddp" / "genotype.json").read_text()) == \
         json.loads((tmp_path / "one" / "genotype.json").read_text())
+    history = [[json.loads(x) for x in (tmp_path / run / "arch_history.jsonl").read_text().splitlines()]
+               for run in ("ddp", "one")]
+    assert len(history[0]) == len(history[1])
+    for h_ddp, h_one in zip(*history):
+        for k in h_one:
+            if k not in ("step", "epoch"):
+                assert torch.allclose(torch.tensor(h_ddp[k]), torch.tensor(h_one[k]), atol=2e-3), (h_one["step"], k)
     lines = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in lines if "lr" in r]  # step lines (epoch lines carry no lr)
     assert steps == [0, 1, 2]  # rank 0 alone writes

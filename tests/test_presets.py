@@ -3,6 +3,8 @@
 The datasets of the paper presets are not available here, so the data is swapped for generated
 images of the same shape (channels, resolution, classes); everything else is the preset's own.
 """
+import json
+import random
 
 import pytest
 
@@ -63,14 +65,25 @@ def test_training_preset_builds_its_full_size_network_and_trains_a_step(name, tm
         pytest.skip("needs label maps: run on a generated Cityscapes tree in test_segmentation.py")
     channels, size, classes = SHAPES[cfg.data.name]
     size = cfg.data.image_size or size
+    genotype = "DARTS_V2"
+    if cfg.model.name == "mobile":  # an SGNAS architecture of the preset's layout
+        genotype = str(tmp_path / "arch.json")
+        (tmp_path / "arch.json").write_text(json.dumps(_mobile_arch(cfg, channels, size).to_dict()))
     rc = main([
-        "train", name, "--genotype", "DARTS_V2", "data.name=generated", f"data.generated.channels={channels}",
+        "train", name, "--genotype", genotype, "data.name=generated", f"data.generated.channels={channels}",
         f"data.generated.image_size={size}", f"data.generated.num_classes={classes}",
         "data.generated.num_samples=8", "data.image_size=0", "data.batch_size=2", "data.val_batch_size=2",
         "data.subset=0", "data.num_workers=0", "steps_per_epoch=1", "optim.epochs=1", "optim.warmup_epochs=0",
         "eval_batches=1", "--out", str(tmp_path / name), "--no-progress",
     ])
     assert rc == 0
+
+
+def _mobile_arch(cfg, channels, size):
+    from archsearch.spaces.mobile.arch import sample_arch
+    from archsearch.spaces.mobile.layout import build_layout
+    layout = build_layout(cfg.model.mobile, channels, size)
+    return sample_arch(layout, cfg.model.mobile.min_expansion, True, random.Random(0))
 
 
 def test_correlate_presets_parse_and_sample():

@@ -246,3 +246,25 @@ def test_train_bench_reports_the_three_rates(capsys):
     out = capsys.readouterr().out
     for word in ("data", "compute", "train", "x compute", "peak memory"):
         assert word in out
+
+
+def test_sgnas_architecture_trains_as_a_mobile_network(tmp_path):
+    """A generated-architecture file goes into `archsearch train`; the summary's size is the analytic one."""
+    import random
+
+    from archsearch.spaces.mobile.arch import sample_arch
+    from archsearch.spaces.mobile.cost import network_cost as mobile_cost
+    from archsearch.spaces.mobile.layout import build_layout
+    cfg = load_config(resolve_config("train_sgnas_fashionmnist"), schema=TrainConfig)
+    layout = build_layout(cfg.model.mobile, 1, 16)
+    arch = sample_arch(layout, 2, True, random.Random(1))
+    (tmp_path / "flops.json").write_text(json.dumps({"target_flops_M": 1.0, "architecture": arch.to_dict()}))
+    out = tmp_path / "run"
+    rc = main(["train", "train_sgnas_fashionmnist", *GEN[:6], "data.subset=0", "data.image_size=16",
+               "optim.epochs=1", "steps_per_epoch=2", "eval_batches=1", "--genotype", str(tmp_path / "flops.json"),
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    expected = mobile_cost(layout, arch, num_classes=4)
+    assert summary["params"] == expected.params
+    assert summary["mult_adds_M"] == round((expected.conv_macs + expected.fc_macs) / 1e6, 2)

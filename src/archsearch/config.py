@@ -194,7 +194,7 @@ class SearchConfig:
 class ModelConfig:
     """An evaluation network (`archsearch list models`) and the architecture it is built from."""
 
-    name: str = "darts-cifar"  # darts-cifar | darts-imagenet
+    name: str = "darts-cifar"  # darts-cifar | darts-imagenet | mobile
     genotype: str = ""  # published name, genotype JSON file or search run directory
     init_channels: int = 36
     layers: int = 20
@@ -203,6 +203,10 @@ class ModelConfig:
     aux_weight: float = 0.4
     drop_path: float = 0.2  # final drop-path probability, reached linearly from 0
     reductions: int = 2  # 1: the second reduction cell becomes a normal cell (segmentation, stride 16)
+    # name=mobile (SGNAS): the search's space.mobile layout, and the released models' extras
+    mobile: MobileSpaceConfig = field(default_factory=MobileSpaceConfig)
+    se: bool = False
+    act: str = "relu6"  # relu6 | hswish (see spaces/mobile/network.py)
 
 
 @dataclass

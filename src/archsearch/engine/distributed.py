@@ -141,8 +141,35 @@ class _SumOverRanks(torch.autograd.Function):
         return g
 
 
+def global_batch_norm(x: torch.Tensor, running_mean, running_var, weight, bias, momentum: float | None,
+                      eps: float, num_batches_tracked: torch.Tensor | None = None) -> torch.Tensor:
+    """Training-mode batch norm with the moments of the global batch (a differentiable all-reduce).
+
+    The running statistics (possibly views of larger buffers) are updated in place, with the
+    unbiased global variance, as F.batch_norm does for one process.
+    """
+    c = x.shape[1]
+    dims = (0, 2, 3)
+    moments = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_full((1,), x.numel() / c)])
+    moments = _SumOverRanks.apply(moments)
+    n = moments[-1]
+    mean = moments[:c] / n
+    var = (moments[c: 2 * c] / n - mean * mean).clamp_min(0.0)
+    y = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var + eps).view(1, c, 1, 1)
+    if weight is not None:
+        y = y * weight.view(1, c, 1, 1) + bias.view(1, c, 1, 1)
+    if running_mean is not None:
+        with torch.no_grad():
+            if num_batches_tracked is not None:
+                num_batches_tracked += 1
+            m = momentum if momentum is not None else 1.0 / float(num_batches_tracked)
+            running_mean.mul_(1 - m).add_(m * mean)
+            running_var.mul_(1 - m).add_(m * var * (n / (n - 1).clamp_min(1.0)))
+    return y
+
+
 class GlobalBatchNorm(nn.BatchNorm2d):
-    """Batch norm over the global batch of all ranks (differentiable all-reduce of the moments).
+    """Batch norm over the global batch of all ranks.
 
     Unlike nn.SyncBatchNorm it runs on CPU (gloo) as well as CUDA, so a distributed search or
     training run normalises exactly as the single-process run on the same global batch. Outside
@@ -152,24 +179,10 @@ class GlobalBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and active()):
             return super().forward(x)
-        c = x.shape[1]
-        dims = (0, 2, 3)
-        moments = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_full((1,), x.numel() / c)])
-        moments = _SumOverRanks.apply(moments)
-        n = moments[-1]
-        mean = moments[:c] / n
-        var = (moments[c: 2 * c] / n - mean * mean).clamp_min(0.0)
-        y = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
-        if self.affine:
-            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                unbiased = var * (n / (n - 1).clamp_min(1.0))
-                self.running_mean.mul_(1 - m).add_(m * mean)
-                self.running_var.mul_(1 - m).add_(m * unbiased)
-        return y
+        tracked = self.track_running_stats
+        return global_batch_norm(x, self.running_mean if tracked else None, self.running_var if tracked else None,
+                                 self.weight, self.bias, self.momentum, self.eps,
+                                 self.num_batches_tracked if tracked else None)
 
 
 def use_global_batch_norm(module: nn.Module) -> nn.Module:

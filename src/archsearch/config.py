@@ -72,9 +72,29 @@ class StrategyConfig:
 
 
 @dataclass
+class JigsawConfig:
+    """UnNAS jigsaw puzzles (unnas.md 1.4)."""
+
+    grid: int = 3  # 3x3 tiles (ImageNet, Cityscapes) or 2x2 (CIFAR-size images)
+    num_permutations: int = 0  # classes; 0 = 1000 for a 3x3 grid, all 24 for 2x2
+    tile_fraction: float = 0.76  # tile side = floor(fraction * cell side), the rest is a random gap
+    tile_size: int = 0  # explicit tile side; 0 = from tile_fraction
+    gray_prob: float = 0.3  # colour images only: chance a puzzle is shown in grayscale
+
+
+@dataclass
+class ColorizationConfig:
+    """UnNAS colorization (unnas.md 1.3)."""
+
+    bins: str = ""  # "" = the shipped in-gamut ab bins; else a .npy/.json (Q, 2) file on the 10-grid
+
+
+@dataclass
 class ObjectiveConfig:
-    name: str = "supervised"
+    name: str = "supervised"  # supervised | rotation | colorization | jigsaw
     label_smoothing: float = 0.0
+    jigsaw: JigsawConfig = field(default_factory=JigsawConfig)
+    colorization: ColorizationConfig = field(default_factory=ColorizationConfig)
 
 
 @dataclass

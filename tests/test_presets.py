@@ -12,7 +12,7 @@ from archsearch.config import load_config
 from archsearch.data import dataset_info
 
 SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "imagenet": (3, 224, 1000),
-          "fashion-mnist": (1, 28, 10)}
+          "fashion-mnist": (1, 28, 10), "imagefolder": (3, 224, 1000)}
 PRESET_NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 

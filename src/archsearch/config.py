@@ -32,6 +32,7 @@ class DataConfig:
     root: Optional[str] = None  # else $ARCHSEARCH_DATA, then the dataset's standard places
     split: str = "portion"  # portion: split the train set; folders: <root>/train and <root>/val
     train_portion: float = 0.5
+    shuffle_split: bool = False  # portion: seeded shuffle before the cut (image folders are in class order)
     subset: int = 0  # use only the first N training images (0 = all of them)
     image_size: int = 0  # 0 = the dataset's native size
     batch_size: int = 64

@@ -23,7 +23,6 @@ of the shipped 1000 are the greedy set of size N.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -49,8 +48,15 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's convert("L")
 
 
 def all_permutations(n: int) -> torch.Tensor:
-    """Every permutation of n items in lexicographic order, (n!, n) uint8."""
-    return torch.tensor(list(itertools.permutations(range(n))), dtype=torch.uint8)
+    """Every permutation of n items in lexicographic order, (n!, n) uint8 (itertools' order)."""
+    perms = torch.zeros(1, 0, dtype=torch.uint8)
+    for k in range(1, n + 1):  # from the permutations of k - 1 items to those of k
+        blocks = []
+        for first in range(k):
+            rest = torch.tensor([i for i in range(k) if i != first], dtype=torch.uint8)
+            blocks.append(torch.cat([torch.full((len(perms), 1), first, dtype=torch.uint8), rest[perms.long()]], 1))
+        perms = torch.cat(blocks)
+    return perms
 
 
 def greedy_permutations(n: int, count: int, seed: int = PERMS_SEED) -> torch.Tensor:
@@ -61,12 +67,17 @@ def greedy_permutations(n: int, count: int, seed: int = PERMS_SEED) -> torch.Ten
     order = list(range(len(candidates)))
     random.Random(seed).shuffle(order)  # int-seeded random.Random is stable across Python versions
     candidates = candidates[torch.tensor(order)]
+    columns = candidates.T.contiguous()  # comparing column by column is the fast way on CPU
     scale = n * count + 1  # the total distance never reaches this, so min distance ranks first
-    min_dist = torch.full((len(candidates),), n, dtype=torch.int64)
-    total = torch.zeros(len(candidates), dtype=torch.int64)
+    min_dist = torch.full((len(candidates),), n, dtype=torch.int32)
+    total = torch.zeros(len(candidates), dtype=torch.int32)
     chosen = [0]  # the first candidate in the seeded order
     for _ in range(count - 1):
-        d = (candidates != candidates[chosen[-1]]).sum(dim=1)
+        last = candidates[chosen[-1]]
+        same = torch.zeros(len(candidates), dtype=torch.int32)
+        for j in range(n):
+            same += columns[j] == last[j]
+        d = n - same
         torch.minimum(min_dist, d, out=min_dist)
         total += d
         chosen.append(int(torch.argmax(min_dist * scale + total)))  # the first maximum

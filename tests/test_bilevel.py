@@ -7,11 +7,10 @@ of these tests is the formula, not the step size.
 import copy
 
 import torch
+from helpers import context, tiny_setup
 
 from archsearch.strategies.base import forward_loss
 from archsearch.strategies.bilevel import fd_hvp, unrolled_gradient, virtual_step
-
-from helpers import context, tiny_setup
 
 
 def _warm_momentum(model, opt, ctx, batch, strat):

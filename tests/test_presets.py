@@ -3,13 +3,11 @@
 The datasets of the paper presets are not available here, so the data is swapped for generated
 images of the same shape (channels, resolution, classes); everything else is the preset's own.
 """
-from pathlib import Path
 
 import pytest
 
 from archsearch.cli import PRESETS, main
 from archsearch.config import load_config
-from archsearch.data import dataset_info
 
 SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "imagenet": (3, 224, 1000),
           "fashion-mnist": (1, 28, 10), "imagefolder": (3, 224, 1000)}

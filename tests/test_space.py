@@ -5,17 +5,20 @@ import random
 
 import pytest
 import torch
+from helpers import tiny_space
 
 from archsearch.errors import GenotypeError
 from archsearch.objectives.supervised import classifier_head
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.genotype import (
-    Genotype, derive_cell, edge_sources, node_offsets, published_genotypes,
+    Genotype,
+    derive_cell,
+    edge_sources,
+    node_offsets,
+    published_genotypes,
 )
 from archsearch.spaces.darts.ops import DARTS_OPS, create_op
 from archsearch.spaces.darts.supernet import MixedEdge, channel_shuffle
-
-from helpers import tiny_space
 
 FULL = [DARTS_OPS] * 14
 
@@ -100,6 +103,7 @@ def test_edge_normalisation_changes_edges_not_ops():
     edges = node_softmax(beta, sp.edge_groups())
     normed = sp.derive({**a, "normal_edges": edges, "reduce_edges": edges})
     assert sorted(s for _, s in normed.normal[6:8]) == [0, 1]
+    assert normed.normal[:6] == plain.normal[:6]  # uniform betas leave nodes 0-2 alone
     # whichever edge is kept, its op is the argmax of alpha on that edge
     for op, s in normed.normal:
         e = [e for e, (t, src) in enumerate(edge_sources(4)) if src == s and t == normed.normal.index((op, s)) // 2][0]

@@ -1,16 +1,14 @@
 """Update rules of the first-order strategies against their formulas."""
-import copy
 
 import pytest
 import torch
+from helpers import context, tiny_setup
 from torch import nn
 
 from archsearch.config import StrategyConfig
 from archsearch.strategies import create_strategy
 from archsearch.strategies.base import forward_loss
 from archsearch.strategies.pcdarts import node_softmax
-
-from helpers import context, tiny_setup
 
 
 def _adam_like(strat, grads):

@@ -1,4 +1,4 @@
-"""Command line: `archsearch search|list ...`. User errors print one line and exit non-zero."""
+"""Command line: `archsearch search|train|export|correlate|genotype|list|bench`. User errors print one line, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -41,10 +41,63 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from archsearch.config import TrainConfig, load_config
+    from archsearch.engine.train import run_train
+
+    preset = [a for a in args.args if "=" not in a]
+    overrides = [a for a in args.args if "=" in a]
+    if len(preset) > 1:
+        raise ConfigError(f"one training preset at most, got {' '.join(preset)}")
+    path = resolve_config(preset[0] if preset else "train_fashionmnist")
+    ref = args.genotype or args.run
+    if ref:
+        overrides.append(f"model.genotype={ref}")
+    cfg = load_config(path, overrides, schema=TrainConfig)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    summary = run_train(cfg, out, progress=False if args.no_progress else None)
+    if summary:  # rank 0
+        final = summary["final"]
+        print(f"run directory: {out}")
+        print(f"  {summary['params_M']:.3f}M params, {summary['mult_adds_M']:.1f}M mult-adds")
+        print(f"  test: {', '.join(f'{k}={v:.4f}' for k, v in final.items())}")
+        print(f"  best test_top1 {summary['best']['test_top1']:.4f} at epoch {summary['best']['epoch']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from archsearch.export import export
+
+    out, diff = export(Path(args.model), args.format, Path(args.output) if args.output else None)
+    print(f"wrote {out} (max |difference| from PyTorch on a random batch: {diff:.2e})")
+    return 0
+
+
+def cmd_correlate(args) -> int:
+    from archsearch.config import CorrelateConfig, load_config
+    from archsearch.studies.correlate import run_correlate
+
+    cfg = load_config(resolve_config(args.config), args.overrides, schema=CorrelateConfig)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    result = run_correlate(cfg, out, progress=False if args.no_progress else None)
+    print(f"study directory: {out} ({result['architectures']} architectures)")
+    for p in result["pairs"]:
+        print(f"  {p['x']} vs {p['y']}: Spearman rho {p['spearman_rho']:.3f} (p={p['spearman_p']:.2g}), "
+              f"Kendall tau {p['kendall_tau']:.3f}, n={p['n']}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from archsearch.bench import format_results, run_bench
     from archsearch.config import load_config
 
+    if args.train:
+        from archsearch.bench_train import format_train_bench, run_train_bench
+        from archsearch.config import TrainConfig
+
+        cfg = load_config(resolve_config(args.config), args.overrides, schema=TrainConfig)
+        print(format_train_bench(run_train_bench(cfg, steps=args.steps)))
+        return 0
     cfg = load_config(resolve_config(args.config), args.overrides)
     print(format_results(cfg, run_bench(cfg, steps=args.steps)))
     return 0
@@ -69,6 +122,7 @@ def cmd_genotype(args) -> int:
 
 def cmd_list(args) -> int:
     from archsearch.data import list_datasets
+    from archsearch.models import list_models
     from archsearch.objectives import list_objectives
     from archsearch.spaces import list_spaces
     from archsearch.spaces.darts.genotype import published_genotypes
@@ -80,6 +134,7 @@ def cmd_list(args) -> int:
         "strategies": list_strategies,
         "objectives": list_objectives,
         "datasets": list_datasets,
+        "models": list_models,
         "configs": lambda: sorted(p.stem for p in PRESETS.glob("*.yaml")),
     }
     for name in tables if args.what == "all" else [args.what]:
@@ -100,10 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_search)
 
+    t = sub.add_parser("train", help="train a found architecture from scratch (evaluation)")
+    t.add_argument("args", nargs="*", metavar="[PRESET] key=value",
+                   help="a training preset (default train_fashionmnist) and key=value overrides")
+    which = t.add_mutually_exclusive_group()
+    which.add_argument("--genotype", help="published genotype name or genotype JSON file")
+    which.add_argument("--run", help="a search run directory (its genotype.json)")
+    t.add_argument("--out", help="run directory (default runs/<name>); an existing run resumes")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a trained network to TorchScript or ONNX")
+    e.add_argument("model", help="a training run directory or a model file (model.pt, best.pt)")
+    e.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    e.add_argument("--output", help="output file (default: model.onnx / model.ts next to the model)")
+    e.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("correlate", help="rank correlation of architectures across objectives (UnNAS)")
+    c.add_argument("config", help="a correlation-study preset or YAML file")
+    c.add_argument("overrides", nargs="*", help="key=value overrides, e.g. num_archs=20")
+    c.add_argument("--out", help="study directory (default runs/<name>); an existing study resumes")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.set_defaults(func=cmd_correlate)
+
     b = sub.add_parser("bench", help="time the reference and the fast supernet on one configuration")
     b.add_argument("config", help="a search preset or YAML file (its data, space and strategy)")
     b.add_argument("overrides", nargs="*", help="key=value overrides, e.g. data.batch_size=64")
     b.add_argument("--steps", type=int, default=3, help="timed steps per path (after 2 warm-up steps)")
+    b.add_argument("--train", action="store_true",
+                   help="CONFIG is a training preset: time data loading, the training step and both together")
     b.set_defaults(func=cmd_bench)
 
     g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks")
@@ -112,14 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", nargs="?", default="all",
-                    choices=["all", "genotypes", "spaces", "strategies", "objectives", "datasets", "configs"])
+                    choices=["all", "genotypes", "spaces", "strategies", "objectives", "datasets", "models",
+                             "configs"])
     ls.set_defaults(func=cmd_list)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow the options (`train --genotype X optim.epochs=1`)
+    target = "overrides" if hasattr(args, "overrides") else "args" if hasattr(args, "args") else None
+    if extra and (target is None or any(a.startswith("-") or "=" not in a for a in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(args, target, [*getattr(args, target), *extra])
     try:
         return args.func(args)
     except ArchsearchError as e:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -124,6 +124,102 @@ class SearchConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class ModelConfig:
+    """An evaluation network (`archsearch list models`) and the architecture it is built from."""
+
+    name: str = "darts-cifar"  # darts-cifar | darts-imagenet
+    genotype: str = ""  # published name, genotype JSON file or search run directory
+    init_channels: int = 36
+    layers: int = 20
+    stem_multiplier: int = 3
+    auxiliary: bool = True
+    aux_weight: float = 0.4
+    drop_path: float = 0.2  # final drop-path probability, reached linearly from 0
+
+
+@dataclass
+class TrainOptimConfig:
+    epochs: int = 600
+    lr: float = 0.025
+    lr_min: float = 0.0
+    schedule: str = "cosine"  # cosine | linear | exponential (see engine/schedules.py)
+    gamma: float = 0.97  # exponential: lr * gamma**epoch
+    warmup_epochs: int = 0  # linear warm-up lr*(e+1)/W for e < W
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0  # 0 = off
+
+
+@dataclass
+class TrainConfig:
+    """Training a found architecture from scratch (the papers' evaluation recipes)."""
+
+    name: str = "train"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
+    amp: bool = True  # bf16 autocast on CUDA; CPU runs in float32
+    channels_last: bool = True  # 1.7x faster than NCHW for these nets on CPU (BENCHMARKS.md)
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # under DDP on CUDA, batch statistics over the global batch
+    ema_decay: float = 0.0  # > 0: also evaluate an exponential moving average of the weights
+    steps_per_epoch: int = 0  # 0 = one pass over the training set
+    eval_batches: int = 0  # 0 = the whole test set
+    log_every: int = 50
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
+
+
+@dataclass
+class CostWindowConfig:
+    """Keep sampled cells whose evaluation network costs within [low, high] x the reference.
+
+    Defaults: ResNet-56 on CIFAR-10 (855,770 params, 125,747,850 mult-adds, pycls), with cells priced
+    on the CIFAR network of C=16, 20 cells, 10 classes, 32x32x3, no auxiliary head (unnas.md 3.1).
+    """
+
+    reference_params: int = 855_770
+    reference_mult_adds: int = 125_747_850
+    low: float = 0.8
+    high: float = 1.2
+    init_channels: int = 16
+    layers: int = 20
+    num_classes: int = 10
+    in_channels: int = 3
+    image_size: int = 32
+
+
+@dataclass
+class TableConfig:
+    """An external table of architectures with accuracies (e.g. a benchmark export), CSV with
+    columns `genotype` (JSON object) and `accuracy`; `per_decile` rows are drawn from each tenth."""
+
+    path: str = ""
+    per_decile: int = 0
+
+
+@dataclass
+class CorrelateConfig:
+    """A rank-correlation study: sampled cells, briefly trained under each objective (and seed)."""
+
+    name: str = "correlate"
+    seed: int = 0  # sampling seed
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    num_archs: int = 12
+    max_draws: int = 100_000
+    window: CostWindowConfig = field(default_factory=CostWindowConfig)
+    table: TableConfig = field(default_factory=TableConfig)
+    objectives: List[str] = field(default_factory=lambda: ["supervised", "rotation"])
+    seeds: List[int] = field(default_factory=lambda: [1])
+    score: str = "top1"  # metric whose best epoch scores a run (unnas.md 3.3)
+    # key=value overrides of the training recipe per objective (batch and lr differ, unnas.md 3.2)
+    objective_overrides: Dict[str, List[str]] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _one_line(e: Exception) -> str:

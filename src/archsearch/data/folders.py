@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
-from archsearch.data.base import DATASETS, DataSource, DatasetInfo, Transform, env_root, one_line
+from archsearch.data.base import DATASETS, DatasetInfo, DataSource, Transform, env_root, one_line
 from archsearch.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

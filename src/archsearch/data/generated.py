@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from archsearch.config import GeneratedDataConfig
-from archsearch.data.base import DATASETS, DataSource, DatasetInfo, Transform
+from archsearch.data.base import DATASETS, DatasetInfo, DataSource, Transform
 from archsearch.errors import DataError
 
 # Fixed seeds: the class patterns are shared by both splits, the samples are not.

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from archsearch.config import DataConfig
-from archsearch.data.base import DATASETS, DataSource, DatasetInfo
+from archsearch.data.base import DATASETS, DatasetInfo, DataSource
 from archsearch.data.folders import ImageFolderSource
 from archsearch.data.stream import BatchStream
 from archsearch.data.transforms import build_transform

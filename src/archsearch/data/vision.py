@@ -14,8 +14,8 @@ from torchvision import datasets as tvd
 
 from archsearch.data.base import (
     DATASETS,
-    DataSource,
     DatasetInfo,
+    DataSource,
     Transform,
     cache_dir,
     download_root,

@@ -1,14 +1,47 @@
 """Learning-rate schedules in closed form (no scheduler objects whose call order matters).
 
 Convention: epoch e (0-indexed) of E trains with lr(e); the first epoch uses the full rate
-(the modern order, as MiLeNAS; the DARTS reference code is shifted by one epoch).
+(the modern order, as MiLeNAS; the DARTS reference code is shifted by one epoch). A warm-up of W
+epochs trains epoch e < W with lr*(e+1)/W and then hands over to the schedule.
 """
 from __future__ import annotations
 
 import math
 
+from archsearch.registry import Registry
 
-def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float = 0.0, warmup: int = 0) -> float:
+SCHEDULES: Registry[float] = Registry("lr schedule")
+
+
+@SCHEDULES.register("cosine")
+def _cosine(epoch: int, epochs: int, lr: float, lr_min: float, gamma: float) -> float:
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+@SCHEDULES.register("linear")
+def _linear(epoch: int, epochs: int, lr: float, lr_min: float, gamma: float) -> float:
+    """PC-DARTS ImageNet: linear to zero at E-5, the last 5 epochs on a gentler slope.
+
+    With fewer than 6 epochs, a plain linear decay to lr/E at the last epoch.
+    """
+    if epochs <= 5:
+        return lr * (epochs - epoch) / epochs
+    knee = epochs - 5
+    if epoch < knee:
+        return lr * (knee - epoch) / knee
+    return lr * (epochs - epoch) / (5 * knee)
+
+
+@SCHEDULES.register("exponential")
+def _exponential(epoch: int, epochs: int, lr: float, lr_min: float, gamma: float) -> float:
+    """DARTS / MiLeNAS ImageNet: multiply by gamma (0.97) every epoch."""
+    return lr * gamma**epoch
+
+
+def epoch_lr(name: str, epoch: int, epochs: int, lr: float, lr_min: float = 0.0, gamma: float = 0.97,
+             warmup: int = 0) -> float:
+    schedule = SCHEDULES.get(name)  # unknown names fail here, before any warm-up epoch
     if epoch < warmup:
         return lr * (epoch + 1) / warmup
-    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+    return schedule(epoch, epochs, lr, lr_min, gamma)
+

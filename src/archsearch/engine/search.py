@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from archsearch.config import SearchConfig, to_dict, to_yaml
 from archsearch.data import build_search_data
 from archsearch.engine.device import rng_state, seed_everything, select_device, set_rng_state
+from archsearch.engine.rundir import check_same_config
 from archsearch.engine.runlog import JsonlLog
-from archsearch.engine.schedules import cosine_lr
-from archsearch.errors import CheckpointError, ConfigError
+from archsearch.engine.schedules import epoch_lr
+from archsearch.errors import CheckpointError
 from archsearch.objectives import create_objective
 from archsearch.spaces import create_space
 from archsearch.strategies import StepContext, create_strategy
@@ -75,7 +75,7 @@ class Search:
 
     def lr(self, epoch: int) -> float:
         o = self.cfg.optim
-        return cosine_lr(epoch, o.epochs, o.lr, o.lr_min, o.lr_warmup_epochs)
+        return epoch_lr("cosine", epoch, o.epochs, o.lr, o.lr_min, warmup=o.lr_warmup_epochs)
 
     def context(self, step: int) -> StepContext:
         epoch = step // self.steps_per_epoch
@@ -150,36 +150,13 @@ class Search:
         return {k: v / count for k, v in sums.items()}
 
 
-def _check_same_config(run_dir: Path, cfg: SearchConfig) -> None:
-    try:
-        saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
-    except Exception as e:  # missing or damaged: the checkpoint cannot be matched to a config
-        raise ConfigError(f"{run_dir} has a checkpoint but no readable config.yaml ({type(e).__name__}); "
-                          "use another --out directory") from None
-    now = to_dict(cfg)
-    if saved != now:
-        diff = sorted(_diff_keys(saved, now))
-        raise ConfigError(
-            f"{run_dir} holds a run with a different config ({', '.join(diff[:5])}); "
-            "use another --out directory to start a new run"
-        )
-
-
-def _diff_keys(a, b, prefix=""):
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in set(a) | set(b):
-            yield from _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-    elif a != b:
-        yield prefix.rstrip(".")
-
-
 def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None) -> dict:
     """Run (or resume) a search in `run_dir`; returns the summary."""
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoint.pt"
     resuming = ckpt_path.exists()
     if resuming:
-        _check_same_config(run_dir, cfg)
+        check_same_config(run_dir, cfg)
         ckpt = load_checkpoint(ckpt_path)  # before anything is built or written
     s = Search.build(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)

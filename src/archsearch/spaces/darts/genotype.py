@@ -129,13 +129,19 @@ def derive_cell(weights: torch.Tensor, op_names: Sequence[Sequence[str]], nodes:
     return tuple(cell)
 
 
-def sample_cell(op_names: Sequence[Sequence[str]], nodes: int, rng: random.Random) -> Cell:
-    """Uniform random cell: two distinct inputs per node, a non-`none` op on each."""
+def sample_cell(op_names: Sequence[Sequence[str]], nodes: int, rng: random.Random, unnas: bool = False) -> Cell:
+    """Uniform random cell.
+
+    Default (random search): two distinct inputs per node, a non-`none` op on each. `unnas`: the
+    distribution of the UnNAS sample (unnas.md 3.1): each of a node's two inputs drawn with
+    replacement, ops drawn from every candidate, `none` included.
+    """
     cell = []
     offsets = node_offsets(nodes)
     for i in range(nodes):
-        for j in sorted(rng.sample(range(2 + i), 2)):
-            ops = [n for n in op_names[offsets[i] + j] if n != "none"]
+        sources = [rng.randrange(2 + i) for _ in range(2)] if unnas else sorted(rng.sample(range(2 + i), 2))
+        for j in sources:
+            ops = [n for n in op_names[offsets[i] + j] if unnas or n != "none"]
             cell.append((rng.choice(ops), j))
     return tuple(cell)
 

@@ -79,10 +79,11 @@ class DartsSpace(SearchSpace):
         concat = tuple(range(2, 2 + self.nodes))
         return Genotype(cells["normal"], concat, cells["reduce"], concat)
 
-    def sample(self, rng: random.Random) -> Genotype:
+    def sample(self, rng: random.Random, unnas: bool = False) -> Genotype:
+        """`unnas`: the UnNAS sample's distribution (inputs with replacement, `none` allowed)."""
         concat = tuple(range(2, 2 + self.nodes))
-        normal = sample_cell(self.op_names["normal"], self.nodes, rng)
-        return Genotype(normal, concat, sample_cell(self.op_names["reduce"], self.nodes, rng), concat)
+        normal = sample_cell(self.op_names["normal"], self.nodes, rng, unnas)
+        return Genotype(normal, concat, sample_cell(self.op_names["reduce"], self.nodes, rng, unnas), concat)
 
     def one_hot(self, arch: Genotype) -> dict[str, torch.Tensor]:
         out = {}

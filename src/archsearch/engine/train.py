@@ -1,0 +1,331 @@
+"""Training an evaluation network from scratch: one run directory, resumable, single or multi-process.
+
+run_dir/
+  config.yaml      resolved configuration (a resumed run must match it)
+  genotype.json    the architecture being trained
+  metrics.jsonl    one line per epoch (train and test metrics, lr, drop path, throughput)
+  tb/              TensorBoard events
+  checkpoint.pt    state after the last finished epoch (atomic): weights, optimizer, EMA, best
+  model.pt         final weights + everything needed to rebuild the network (export reads it)
+  best.pt          the weights with the best test top-1 seen so far
+  summary.json     params, mult-adds, final and best test metrics, timings
+
+Under torchrun every rank trains its slice of each global batch (data/epochs.py) inside
+DistributedDataParallel; rank 0 alone writes. Randomness outside the data (drop path) comes from
+a generator reseeded from (seed, epoch, rank) at every epoch start, so a resumed run repeats the
+uninterrupted one exactly on CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import Subset
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from archsearch.config import TrainConfig, to_dict, to_yaml
+from archsearch.data import build_dataset, dataset_info
+from archsearch.data.epochs import eval_loader, train_loader
+from archsearch.engine.distributed import DistInfo, all_reduce_sum, init_distributed, max_divergence, shutdown
+from archsearch.engine.rundir import check_same_config
+from archsearch.engine.runlog import JsonlLog
+from archsearch.engine.schedules import epoch_lr
+from archsearch.errors import CheckpointError, ConfigError, DivergenceError
+from archsearch.models import create_family
+from archsearch.models.cost import count_macs, count_params
+from archsearch.objectives import create_objective
+from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
+
+log = logging.getLogger("archsearch")
+CHECKPOINT_FORMAT = 1
+
+
+def _epoch_rng_seed(seed: int, epoch: int, rank: int) -> int:
+    digest = hashlib.blake2b(f"archsearch-train:{seed}:{epoch}:{rank}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def build_network(cfg: TrainConfig, arch: Any, info) -> tuple[nn.Module, Any]:
+    """The evaluation network for `arch` and the objective whose head it carries."""
+    objective = create_objective(cfg.objective, info)
+    family = create_family(cfg.model.name)
+    model = family.build(arch, cfg.model, objective.input_channels(info.in_channels), info.image_size,
+                         objective.build_head)
+    return model, objective
+
+
+@dataclass
+class Trainer:
+    cfg: TrainConfig
+    dist: DistInfo
+    device: torch.device
+    info: Any
+    arch: Any
+    objective: Any
+    model: nn.Module  # the bare network (what checkpoints hold)
+    net: nn.Module  # what the steps call: the model, wrapped in DDP and/or compiled
+    optimizer: torch.optim.SGD
+    ema: Optional[AveragedModel]
+    train: torch.utils.data.DataLoader
+    test: torch.utils.data.DataLoader
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, dist: DistInfo, device: torch.device) -> "Trainer":
+        if not cfg.model.genotype:
+            raise ConfigError("no architecture to train: pass --genotype NAME|FILE, --run DIR or model.genotype=...")
+        family = create_family(cfg.model.name)
+        arch = family.resolve(cfg.model.genotype)
+        info = dataset_info(cfg.data)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        model, objective = build_network(cfg, arch, info)
+        model.to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        o = cfg.optim
+        optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                                    weight_decay=o.weight_decay, nesterov=o.nesterov)
+        ema = None
+        if cfg.ema_decay > 0:
+            ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        net: nn.Module = model
+        if dist.enabled:
+            if cfg.sync_bn:
+                if device.type != "cuda":
+                    raise ConfigError("sync_bn needs CUDA (SyncBatchNorm has no CPU kernel); use sync_bn=false")
+                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.compile:
+            net = torch.compile(net)
+        pin = device.type == "cuda"
+        d = cfg.data
+        train_set = build_dataset(d, train=True, augment=d.augment)
+        if d.subset:
+            train_set = Subset(train_set, range(min(d.subset, len(train_set))))
+        train = train_loader(train_set, d.batch_size, cfg.seed,
+                             dist.rank, dist.world, d.num_workers, pin)
+        test = eval_loader(build_dataset(d, train=False, augment=False), d.val_batch_size or d.batch_size,
+                           dist.rank, dist.world, d.num_workers, pin,
+                           limit=cfg.eval_batches * (d.val_batch_size or d.batch_size))
+        return cls(cfg, dist, device, info, arch, objective, model, net, optimizer, ema, train, test)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.train)
+        return min(n, self.cfg.steps_per_epoch) if self.cfg.steps_per_epoch else n
+
+    def autocast(self):
+        enabled = self.cfg.amp and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _batch(self, batch):
+        x, y = (t.to(self.device, non_blocking=True) for t in batch)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.objective.prepare(x, y)
+
+    # -- one step, one epoch --------------------------------------------------------------------
+    def train_step(self, inputs, targets, epoch: int = 0, step: int = 0):
+        """Forward (main + auxiliary loss), backward, clip, SGD and EMA update; returns (loss, logits)."""
+        cfg = self.cfg
+        with self.autocast():
+            out = self.net(inputs)
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = self.objective.loss(logits, targets)
+            total = loss + cfg.model.aux_weight * self.objective.loss(aux, targets) if aux is not None else loss
+        if not torch.isfinite(total):
+            raise DivergenceError(f"training loss became {total.item()} in epoch {epoch}, step {step}; "
+                                  "lower optim.lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss, logits
+
+    def train_epoch(self, epoch: int, bar) -> dict[str, float]:
+        cfg = self.cfg
+        lr = epoch_lr(cfg.optim.schedule, epoch, cfg.optim.epochs, cfg.optim.lr, cfg.optim.lr_min,
+                      cfg.optim.gamma, cfg.optim.warmup_epochs)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        drop = cfg.model.drop_path * epoch / cfg.optim.epochs
+        self.model.drop_path_prob = drop
+        torch.manual_seed(_epoch_rng_seed(cfg.seed, epoch, self.dist.rank))
+        self.train.sampler.set_epoch(epoch)
+        self.net.train()
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.time()
+        for i, batch in enumerate(self.train):
+            if i == self.steps_per_epoch:
+                break
+            inputs, targets = self._batch(batch)
+            loss, logits = self.train_step(inputs, targets, epoch, i)
+            b = targets.shape[0]
+            count += b
+            sums["train_loss"] = sums.get("train_loss", 0.0) + loss.item() * b
+            for k, v in self.objective.metrics(logits.detach().float(), targets).items():
+                sums[f"train_{k}"] = sums.get(f"train_{k}", 0.0) + v * b
+            bar.update(1)
+            if (i + 1) % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        seconds = time.time() - t0
+        sums["images"] = float(count)
+        sums = all_reduce_sum(sums, self.dist, self.device)
+        images = sums.pop("images")
+        rec = {k: v / images for k, v in sums.items()}
+        rec.update(lr=lr, drop_path=drop, train_seconds=round(seconds, 2),
+                   images_per_s=round(images / max(seconds, 1e-9), 1))
+        return rec
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, prefix: str = "test") -> dict[str, float]:
+        model.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in self.test:
+            inputs, targets = self._batch(batch)
+            with self.autocast():
+                logits = model(inputs)
+            b = targets.shape[0]
+            count += b
+            sums["loss"] = sums.get("loss", 0.0) + self.objective.loss(logits.float(), targets).item() * b
+            for k, v in self.objective.metrics(logits.float(), targets).items():
+                sums[k] = sums.get(k, 0.0) + v * b
+        sums["images"] = float(count)
+        sums = all_reduce_sum(sums, self.dist, self.device)
+        images = sums.pop("images")
+        return {f"{prefix}_{k}": v / max(images, 1.0) for k, v in sums.items()}
+
+    # -- state ----------------------------------------------------------------------------------
+    def state(self, epoch: int, best: dict) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "train",
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "best": best,
+        }
+
+    def load_state(self, ckpt: dict) -> tuple[int, dict]:
+        try:
+            if ckpt.get("kind") != "train":
+                raise ValueError(f"a {ckpt.get('kind')!r} checkpoint, not a training one")
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.ema is not None:
+                self.ema.load_state_dict(ckpt["ema"])
+            return int(ckpt["epoch"]), dict(ckpt["best"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"checkpoint does not fit this training run: {type(e).__name__}: {e}") from None
+
+    def model_file(self, state_dict: dict) -> dict:
+        """A self-contained model: weights plus what rebuilds the network (see export.py)."""
+        family = create_family(self.cfg.model.name)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "model",
+            "config": to_dict(self.cfg),
+            "arch": family.arch_to_dict(self.arch),
+            "info": dataclasses.asdict(self.info),
+            "state_dict": state_dict,
+        }
+
+
+def run_train(cfg: TrainConfig, run_dir: Path, progress: Optional[bool] = None) -> dict:
+    """Train (or resume) in `run_dir`; returns the summary. Works under torchrun unchanged."""
+    dist, device = init_distributed(cfg.device)
+    try:
+        return _run(cfg, Path(run_dir), dist, device, progress)
+    finally:
+        shutdown()
+
+
+def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:
+    ckpt_path = run_dir / "checkpoint.pt"
+    resuming = ckpt_path.exists()
+    if resuming:
+        check_same_config(run_dir, cfg)
+        ckpt = load_checkpoint(ckpt_path)  # before anything is built or written
+    t = Trainer.build(cfg, dist, device)
+    main = dist.is_main
+    metrics_log = JsonlLog(run_dir / "metrics.jsonl")
+    start, best = 0, {"test_top1": -math.inf, "epoch": -1}
+    if resuming:
+        start, best = t.load_state(ckpt)
+        log.info("resuming %s after epoch %d of %d", run_dir, start, cfg.optim.epochs)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            metrics_log.truncate_after(start * t.steps_per_epoch - 1)
+        else:
+            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+            atomic_write_json(run_dir / "genotype.json", create_family(cfg.model.name).arch_to_dict(t.arch))
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start) if main else None
+    epochs = cfg.optim.epochs
+    bar = tqdm(total=epochs * t.steps_per_epoch, initial=start * t.steps_per_epoch, unit="step",
+               disable=(not main) or (None if progress is None else not progress),
+               desc=f"train {cfg.model.name}", dynamic_ncols=True)
+    t0 = time.time()
+    rec: dict[str, Any] = {}
+    try:
+        for epoch in range(start, epochs):
+            rec = {"epoch": epoch, "step": (epoch + 1) * t.steps_per_epoch - 1, **t.train_epoch(epoch, bar)}
+            rec.update(t.evaluate(t.model))
+            if t.ema is not None:
+                rec.update(t.evaluate(t.ema.module, prefix="ema_test"))
+            improved = rec.get("test_top1", -math.inf) > best["test_top1"]
+            if improved:
+                best = {"test_top1": rec["test_top1"], "epoch": epoch}
+            if main:
+                metrics_log.append(rec)
+                for k, v in rec.items():
+                    if isinstance(v, float):
+                        writer.add_scalar(f"train/{k}", v, epoch)
+                if improved:
+                    atomic_torch_save(run_dir / "best.pt", t.model_file(t.model.state_dict()))
+                atomic_torch_save(ckpt_path, t.state(epoch + 1, best))
+                log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in rec.items() if "test" in k})
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    divergence = max_divergence(t.model, dist)
+    summary = {}
+    if main:
+        final = rec or t.evaluate(t.model)
+        atomic_torch_save(run_dir / "model.pt", t.model_file(t.model.state_dict()))
+        summary = {
+            "model": cfg.model.name,
+            "dataset": cfg.data.name,
+            "objective": cfg.objective.name,
+            "architecture": create_family(cfg.model.name).arch_to_dict(t.arch),
+            "params": count_params(t.model),
+            "params_M": round(count_params(t.model) / 1e6, 3),
+            "mult_adds_M": round(count_macs(t.model, t.objective.input_channels(t.info.in_channels),
+                                            t.info.image_size) / 1e6, 2),
+            "epochs": epochs,
+            "processes": dist.world,
+            "ranks_max_weight_difference": divergence,
+            "final": {k: v for k, v in final.items() if k.startswith(("test_", "ema_test_"))},
+            "best": best,
+            "resumed_after_epoch": start,
+            "seconds_this_process": round(time.time() - t0, 2),
+        }
+        atomic_write_json(run_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,1 @@
+"""Studies that train many architectures: rank correlation across objectives."""

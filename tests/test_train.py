@@ -1,0 +1,255 @@
+"""Evaluation networks and training from scratch: sizes, schedules, data shards, runs, resume, DDP, export."""
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from archsearch.cli import main, resolve_config
+from archsearch.config import ModelConfig, TrainConfig, load_config
+from archsearch.data.epochs import ShardSampler
+from archsearch.engine.schedules import epoch_lr
+from archsearch.models import create_family
+from archsearch.models.cost import count_macs, count_params
+from archsearch.models.darts import EvalCell, drop_path
+from archsearch.objectives.supervised import classifier_head
+from archsearch.spaces.darts.cost import network_cost
+from archsearch.spaces.darts.genotype import published_genotypes
+from archsearch.utils.io import load_checkpoint
+
+# darts_family.md 1.8: params (M) of the CIFAR (C=36, 20 cells, 10 classes) and ImageNet
+# (C=48, 14 cells, 1000 classes) networks, auxiliary head excluded.
+PUBLISHED_PARAMS_M = {
+    "DARTS_V2": (3.349, 4.719), "DARTS_V1": (3.169, 4.510), "PC_DARTS_cifar": (3.635, 5.271),
+    "PC_DARTS_image": (3.722, 5.342), "MILENAS_r101_e50_48_n7r3": (3.874, 5.380),
+    "MILENAS_V2_r2_e100": (2.858, 4.137), "MILENAS_r118_e100_92_n4r1": (2.866, 4.192),
+    "MILENAS_v2_r5_e200": (2.090, 3.261), "MILENAS_GDAS_MIXED_LEVEL2": (4.033, 5.594),
+}
+
+
+def _net(name, genotype, c, layers, classes, size, in_ch=3, aux=True):
+    cfg = ModelConfig(name=name, init_channels=c, layers=layers, auxiliary=aux)
+    return create_family(name).build(genotype, cfg, in_ch, size, lambda ch: classifier_head(ch, classes))
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
+def test_published_genotypes_have_the_papers_parameter_counts(name):
+    g = published_genotypes()[name]
+    cifar_m, imagenet_m = PUBLISHED_PARAMS_M[name]
+    cifar = _net("darts-cifar", g, 36, 20, 10, 32)
+    imnet = _net("darts-imagenet", g, 48, 14, 1000, 224)
+    assert round(count_params(cifar) / 1e6, 3) == cifar_m
+    assert round(count_params(imnet) / 1e6, 3) == imagenet_m
+    assert count_params(cifar) == network_cost(g).params
+    assert count_params(cifar) < sum(p.numel() for p in cifar.parameters())  # the aux head exists
+
+
+def test_measured_mult_adds_equal_the_analytic_count():
+    g = published_genotypes()["DARTS_V2"]
+    net = _net("darts-cifar", g, 36, 20, 10, 32)
+    assert count_macs(net, 3, 32) == network_cost(g).macs
+    small = _net("darts-imagenet", g, 16, 5, 7, 64, in_ch=1)
+    cost = network_cost(g, 16, 5, num_classes=7, in_channels=1, image_size=64, imagenet=True)
+    assert count_macs(small, 1, 64) == cost.macs and count_params(small) == cost.params
+
+
+@pytest.mark.parametrize("family,size", [("darts-cifar", 32), ("darts-cifar", 28), ("darts-imagenet", 224)])
+def test_training_mode_returns_aux_logits_and_eval_mode_only_logits(family, size):
+    torch.manual_seed(0)
+    net = _net(family, published_genotypes()["PC_DARTS_cifar"], 8, 5, 6, size)
+    x = torch.randn(2, 3, size, size)
+    logits, aux = net.train()(x)
+    assert logits.shape == aux.shape == (2, 6)
+    assert net.eval()(x).shape == (2, 6)
+
+
+def test_drop_path_spares_identities_and_keeps_the_mean():
+    g = published_genotypes()["DARTS_V2"]  # its normal cell has stride-1 skip connections
+    cell = EvalCell(g, 8, 8, 8, reduction=False, reduction_prev=False)
+    kinds = [type(op).__name__ for op in cell.ops]
+    assert [not d for d in cell.droppable] == [k == "Identity" for k in kinds] and "Identity" in kinds
+    torch.manual_seed(0)
+    x = torch.ones(20000, 1, 1, 1)
+    y = drop_path(x, 0.3)
+    assert y.unique().tolist() == pytest.approx([0.0, 1 / 0.7])
+    assert abs(y.mean().item() - 1.0) < 0.02
+
+
+def test_schedules():
+    assert epoch_lr("cosine", 0, 10, 0.1) == 0.1
+    assert epoch_lr("cosine", 5, 10, 0.1, 0.0) == pytest.approx(0.05)
+    # PC-DARTS linear: to zero at E-5, then (E-e)/(5(E-5)) of the rate
+    assert epoch_lr("linear", 0, 250, 0.5) == 0.5
+    assert epoch_lr("linear", 100, 250, 0.5) == pytest.approx(0.5 * 145 / 245)
+    assert epoch_lr("linear", 247, 250, 0.5) == pytest.approx(0.5 * 3 / (5 * 245))
+    assert epoch_lr("exponential", 3, 250, 0.1, gamma=0.97) == pytest.approx(0.1 * 0.97**3)
+    assert [epoch_lr("linear", e, 250, 0.5, warmup=5) for e in range(3)] == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_shards_of_every_global_batch_make_up_the_single_process_batch():
+    single = list(ShardSampler(100, 12, seed=3))
+    assert len(single) == 96 and len({i for i, _ in single}) == 96
+    shards = [list(ShardSampler(100, 12, seed=3, rank=r, world=3)) for r in range(3)]
+    for j in range(8):
+        glued = [k for s in shards for k in s[j * 4:(j + 1) * 4]]
+        assert glued == single[j * 12:(j + 1) * 12]
+    s = ShardSampler(100, 12, seed=3)
+    s.set_epoch(1)
+    assert list(s) != single
+    with pytest.raises(Exception, match="divisible"):
+        ShardSampler(100, 10, seed=3, world=3)
+
+
+GEN = ["data.name=generated", "data.generated.image_size=16", "data.generated.channels=1",
+       "data.generated.num_classes=4", "data.generated.num_samples=96", "data.batch_size=8",
+       "data.val_batch_size=16", "model.init_channels=4", "model.layers=3", "data.subset=0"]
+
+
+def _train(tmp_path, *overrides, name="run", genotype="DARTS_V2"):
+    out = tmp_path / name
+    rc = main(["train", *GEN, *overrides, "--genotype", genotype, "--out", str(out), "--no-progress"])
+    return rc, out
+
+
+def test_train_writes_a_run_directory_and_export_round_trips(tmp_path):
+    rc, out = _train(tmp_path, "optim.epochs=2", "steps_per_epoch=3")
+    assert rc == 0
+    for f in ("config.yaml", "genotype.json", "metrics.jsonl", "checkpoint.pt", "model.pt", "best.pt", "summary.json"):
+        assert (out / f).is_file(), f
+    epochs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [0, 1]
+    assert epochs[1]["drop_path"] == pytest.approx(0.2 * 1 / 2) and epochs[1]["lr"] < epochs[0]["lr"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["final"]["test_top1"] <= 1.0 and summary["params"] > 0
+    torch.load(out / "model.pt", weights_only=True)
+
+    for fmt, suffix in (("torchscript", ".ts"), ("onnx", ".onnx")):
+        assert main(["export", str(out), "--format", fmt]) == 0
+        assert (out / f"model{suffix}").is_file()
+    import onnxruntime
+
+    from archsearch.export import load_model
+    model, channels, size = load_model(out)
+    x = torch.randn(5, channels, size, size)  # another batch size than the export's example
+    expected = model(x).detach()
+    ts = torch.jit.load(str(out / "model.ts"))(x)
+    sess = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = torch.from_numpy(sess.run(None, {"images": x.numpy()})[0])
+    assert torch.allclose(ts, expected, atol=1e-5) and torch.allclose(onnx_out, expected, atol=1e-4)
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("archsearch: error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_bad_training_input_is_one_line_error(tmp_path, capsys):
+    rc, out = _train(tmp_path, genotype="NO_SUCH_GENOTYPE")
+    assert rc == 2 and "NO_SUCH_GENOTYPE" in _one_line_error(capsys)
+    assert not out.exists()
+    assert main(["train", *GEN, "--out", str(tmp_path / "x")]) == 2
+    assert "no architecture" in _one_line_error(capsys)
+    rc, _ = _train(tmp_path, "optim.schedule=stepwise")
+    assert rc == 2 and "stepwise" in _one_line_error(capsys)
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["export", str(bad), "--format", "onnx"]) == 2
+    assert "cannot read checkpoint" in _one_line_error(capsys)
+
+
+def _cli(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "archsearch", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    common = ["train", *GEN, "--genotype", "DARTS_V2", "optim.epochs=4", "steps_per_epoch=3", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = _cli(common + ["--out", str(tmp_path / "full")], env=env)
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+
+    killed = tmp_path / "killed"
+    p = _cli(common + ["--out", str(killed)], env=env)
+    ckpt = killed / "checkpoint.pt"
+    deadline = time.time() + 200
+    while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt)["epoch"] >= 1):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    epoch = load_checkpoint(ckpt)["epoch"]
+    assert 1 <= epoch < 4, f"kill landed after epoch {epoch}"
+    resumed = _cli(common + ["--out", str(killed)], env=env)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+
+    a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(ckpt)
+    assert a["epoch"] == b["epoch"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    lines = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1, 2, 3]
+    full_lines = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["test_loss"] for r in lines] == [r["test_loss"] for r in full_lines]
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(
+    os.path.join(os.path.dirname(sys.executable), "torchrun")), reason="torchrun not installed")
+def test_two_process_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
+    """2 gloo ranks x 4 images vs one process on the same 8-image batches.
+
+    Without SyncBatchNorm (CUDA only) each rank normalises with its own 4-image statistics, so the
+    single-process reference forwards the two halves separately and averages their losses: the
+    gradient DDP computes. Weights (not BN running stats) must then agree after every step.
+    """
+    out = tmp_path / "ddp"
+    args = ["optim.epochs=1", "steps_per_epoch=3", "model.drop_path=0", "data.augment=false",
+            "device=cpu", "optim.grad_clip=5"]
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "archsearch", "train", *GEN, *args,
+                        "--genotype", "DARTS_V2", "--out", str(out), "--no-progress"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["ranks_max_weight_difference"] == 0.0
+
+    from archsearch.engine.distributed import DistInfo
+    from archsearch.engine.train import Trainer
+    overrides = [*GEN, *args, "model.genotype=DARTS_V2"]
+    cfg = load_config(resolve_config("train_fashionmnist"), overrides, schema=TrainConfig)
+    t = Trainer.build(cfg, DistInfo(), torch.device("cpu"))
+    t.model.train()
+    t.train.sampler.set_epoch(0)
+    lr = epoch_lr("cosine", 0, 1, cfg.optim.lr, cfg.optim.lr_min)
+    for g in t.optimizer.param_groups:
+        g["lr"] = lr
+    for step, (x, y) in enumerate(t.train):
+        if step == 3:
+            break
+        x = x.contiguous(memory_format=torch.channels_last)
+        t.optimizer.zero_grad()
+        total = 0
+        for half in (slice(0, 4), slice(4, 8)):
+            logits, aux = t.model(x[half])
+            total = total + (t.objective.loss(logits, y[half]) + 0.4 * t.objective.loss(aux, y[half])) / 2
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(t.model.parameters(), 5.0)
+        t.optimizer.step()
+    ddp = load_checkpoint(out / "model.pt")["state_dict"]
+    for name, p_ref in t.model.named_parameters():
+        assert torch.allclose(ddp[name], p_ref, atol=1e-5, rtol=1e-4), name
+    assert math.isfinite(summary["final"]["test_loss"])
+
+
+def test_train_bench_reports_the_three_rates(capsys):
+    assert main(["bench", "--train", "train_fashionmnist", *GEN, "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    for word in ("data", "compute", "train", "x compute", "peak memory"):
+        assert word in out

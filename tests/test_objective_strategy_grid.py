@@ -1,7 +1,10 @@
 """Every search strategy runs a step with every objective (new ones join the grid automatically)."""
+import json
+
 import pytest
 import torch
 
+from archsearch.cli import main
 from archsearch.config import SearchConfig
 from archsearch.engine.search import Search
 from archsearch.objectives import list_objectives
@@ -39,3 +42,19 @@ def test_strategy_takes_a_step_with_objective(strategy, objective, order):
     if arch:
         assert any(not torch.equal(a, p) for a, p in zip(arch, s.strategy.parameters()))
     assert s.strategy.finalize(s.context(0)) is not None
+
+
+@pytest.mark.parametrize("objective", list_objectives())
+def test_evaluation_network_trains_with_objective(objective, tmp_path):
+    out = tmp_path / objective
+    rc = main([
+        "train", "data.name=generated", "data.generated.image_size=16", "data.generated.channels=3",
+        "data.generated.num_samples=16", "data.batch_size=4", "data.val_batch_size=4", "data.subset=0",
+        "model.init_channels=4", "model.layers=3", "optim.epochs=1", "steps_per_epoch=2",
+        f"objective.name={objective}", "objective.jigsaw.grid=2", "objective.jigsaw.tile_size=8",
+        "--genotype", "DARTS_V2", "--out", str(out), "--no-progress",
+    ])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["objective"] == objective and 0.0 <= summary["final"]["test_top1"] <= 1.0
+    assert summary["mult_adds_M"] > 0

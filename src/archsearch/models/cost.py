@@ -20,24 +20,27 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, in_channels: int, image_size: int) -> int:
-    """Mult-adds of one image through the network in eval mode (the auxiliary head does not run)."""
+def count_macs(model: nn.Module, in_channels: int, image_size: int, batch: int = 1) -> int:
+    """Mult-adds of one batch of `batch` inputs in eval mode (the auxiliary head does not run).
+
+    batch > 1 prices objectives whose sample is several inputs (a jigsaw puzzle's tiles).
+    """
     total = 0
 
     def hook(m, inputs, out):
         nonlocal total
         if isinstance(m, nn.Conv2d):
             kh, kw = m.kernel_size
-            total += out[0].numel() * (m.in_channels // m.groups) * kh * kw
+            total += out.numel() * (m.in_channels // m.groups) * kh * kw
         else:
-            total += m.in_features * m.out_features
+            total += inputs[0].numel() // m.in_features * m.in_features * m.out_features
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     was_training = model.training
     model.eval()
     try:
         p = next(model.parameters())
-        model(torch.zeros(1, in_channels, image_size, image_size, device=p.device, dtype=p.dtype))
+        model(torch.zeros(batch, in_channels, image_size, image_size, device=p.device, dtype=p.dtype))
     finally:
         model.train(was_training)
         for h in handles:

@@ -25,6 +25,7 @@ OBJECTIVES: Registry["Objective"] = Registry("objective")
 
 class Objective(ABC):
     name: str
+    inputs_per_sample: int = 1  # network inputs that make one target (a jigsaw puzzle's tiles)
 
     def input_channels(self, data_channels: int) -> int:
         """Channels the network sees (colorization feeds only L, for instance)."""

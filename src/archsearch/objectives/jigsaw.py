@@ -173,7 +173,7 @@ class Jigsaw(Objective):
         if not 0.0 <= c.gray_prob <= 1.0:
             raise ConfigError(f"objective.jigsaw.gray_prob must lie in [0, 1], got {c.gray_prob}")
         self.grid = c.grid
-        self.tiles = c.grid * c.grid
+        self.tiles = self.inputs_per_sample = c.grid * c.grid
         self.perms = permutation_set(c.grid, c.num_permutations)
         self.image_size = info.image_size
         self.cell, self.tile = tile_geometry(info.image_size, c.grid, c.tile_fraction, c.tile_size)

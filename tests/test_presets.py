@@ -7,17 +7,23 @@ images of the same shape (channels, resolution, classes); everything else is the
 import pytest
 
 from archsearch.cli import PRESETS, main
-from archsearch.config import load_config
+from archsearch.config import CorrelateConfig, TrainConfig, load_config
 
 SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "imagenet": (3, 224, 1000),
-          "fashion-mnist": (1, 28, 10), "imagefolder": (3, 224, 1000)}
-PRESET_NAMES = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+          "fashion-mnist": (1, 28, 10), "imagefolder": (3, 224, 1000),
+          "cityscapes": (3, 320, 19)}
+ALL = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+# train_* are training recipes and correlate_* studies, each with its own schema
+PRESET_NAMES = [n for n in ALL if not n.startswith(("train_", "correlate_"))]
+TRAIN_PRESETS = [n for n in ALL if n.startswith("train_")]
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
 def test_preset_runs_two_steps_on_data_of_its_shape(name, tmp_path):
     cfg = load_config(PRESETS / f"{name}.yaml")
     assert cfg.name == name
+    if cfg.objective.name == "segmentation":
+        pytest.skip("needs label maps: run on a generated Cityscapes tree in test_segmentation.py")
     channels, size, classes = SHAPES[cfg.data.name]
     if cfg.data.image_size:
         size = cfg.data.image_size
@@ -48,3 +54,44 @@ def test_paper_presets_keep_the_papers_numbers():
     for k in range(1, 5):
         s = load_config(PRESETS / f"darts2_s{k}_cifar10.yaml")
         assert s.space.name == f"darts-s{k}" and s.strategy.order == 2
+
+
+@pytest.mark.parametrize("name", TRAIN_PRESETS)
+def test_training_preset_builds_its_full_size_network_and_trains_a_step(name, tmp_path):
+    cfg = load_config(PRESETS / f"{name}.yaml", schema=TrainConfig)
+    assert cfg.name == name
+    if cfg.objective.name == "segmentation":
+        pytest.skip("needs label maps: run on a generated Cityscapes tree in test_segmentation.py")
+    channels, size, classes = SHAPES[cfg.data.name]
+    size = cfg.data.image_size or size
+    rc = main([
+        "train", name, "--genotype", "DARTS_V2", "data.name=generated", f"data.generated.channels={channels}",
+        f"data.generated.image_size={size}", f"data.generated.num_classes={classes}",
+        "data.generated.num_samples=8", "data.image_size=0", "data.batch_size=2", "data.val_batch_size=2",
+        "data.subset=0", "data.num_workers=0", "steps_per_epoch=1", "optim.epochs=1", "optim.warmup_epochs=0",
+        "eval_batches=1", "--out", str(tmp_path / name), "--no-progress",
+    ])
+    assert rc == 0
+
+
+def test_correlate_presets_parse_and_sample():
+    from archsearch.studies.correlate import sample_archs
+    for name in (n for n in ALL if n.startswith("correlate_")):
+        cfg = load_config(PRESETS / f"{name}.yaml", schema=CorrelateConfig)
+        assert cfg.name == name and cfg.train.model.name == "darts-cifar"
+        cfg.num_archs = 3
+        assert len(sample_archs(cfg)) == 3
+
+
+def test_training_presets_keep_the_recipes():
+    c10 = load_config(PRESETS / "train_cifar10.yaml", schema=TrainConfig)
+    assert (c10.model.init_channels, c10.model.layers, c10.optim.epochs, c10.data.batch_size) == (36, 20, 600, 96)
+    assert (c10.optim.lr, c10.optim.weight_decay, c10.data.cutout, c10.model.drop_path) == (0.025, 3e-4, 16, 0.3)
+    assert load_config(PRESETS / "train_cifar100.yaml", schema=TrainConfig).optim.weight_decay == 5e-4
+    im = load_config(PRESETS / "train_imagenet.yaml", schema=TrainConfig)
+    assert (im.model.name, im.model.init_channels, im.model.layers) == ("darts-imagenet", 48, 14)
+    assert im.data.batch_size == 1024
+    assert (im.optim.lr, im.optim.schedule, im.optim.weight_decay, im.objective.label_smoothing) == \
+        (0.5, "linear", 3e-5, 0.1)
+    mi = load_config(PRESETS / "train_imagenet_milenas.yaml", schema=TrainConfig)
+    assert (mi.optim.lr, mi.optim.schedule, mi.optim.gamma, mi.data.batch_size) == (0.1, "exponential", 0.97, 128)

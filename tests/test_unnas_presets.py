@@ -32,7 +32,13 @@ def test_unnas_preset_follows_the_protocol(name):
     assert (cfg.space.layers, cfg.space.init_channels, cfg.space.stem) == (cells, 16, "imagenet")
     assert (cfg.strategy.name, cfg.strategy.order, cfg.strategy.arch_betas) == ("darts", 1, [0.5, 0.999])
     assert (cfg.optim.lr_min, cfg.optim.momentum, cfg.optim.grad_clip) == (0.0, 0.9, 5.0)
-    assert (cfg.data.split, cfg.data.train_portion, cfg.data.shuffle_split) == ("portion", 0.5, True)
+    # image folders are in class order: shuffled before the cut; cityscapes has its own fixed order
+    city = cfg.data.name == "cityscapes"
+    assert (cfg.data.split, cfg.data.train_portion, cfg.data.shuffle_split) == ("portion", 0.5, not city)
+    if city:  # the same data and split as the NAS-DARTS counterpart
+        seg = load_config(PRESETS / "darts_cityscapes_seg.yaml")
+        assert (cfg.data.image_size, cfg.data.segmentation.base_size, cfg.seed) == (320, 512, seg.seed)
+        assert cfg.data.segmentation.lighting == (0.0 if objective == "colorization" else 0.1)
     if objective == "jigsaw":
         j = cfg.objective.jigsaw
         assert (j.grid, j.num_permutations, j.gray_prob) == (3, 1000, 0.3)

@@ -30,6 +30,8 @@ def cmd_search(args) -> int:
     cfg = load_config(path, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = run_search(cfg, out, progress=False if args.no_progress else None)
+    if not summary:  # ranks other than 0 under torchrun
+        return 0
     arch = summary["describe"]
     cost = summary["eval_network"]
     print(f"run directory: {out}")
@@ -61,7 +63,9 @@ def cmd_train(args) -> int:
         print(f"run directory: {out}")
         print(f"  {summary['params_M']:.3f}M params, {summary['mult_adds_M']:.1f}M mult-adds")
         print(f"  test: {', '.join(f'{k}={v:.4f}' for k, v in final.items())}")
-        print(f"  best test_top1 {summary['best']['test_top1']:.4f} at epoch {summary['best']['epoch']}")
+        best = summary["best"]
+        key = next(k for k in best if k != "epoch")  # test_top1, test_miou, ...
+        print(f"  best {key} {best[key]:.4f} at epoch {best['epoch']}")
     return 0
 
 

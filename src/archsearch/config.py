@@ -27,6 +27,19 @@ class GeneratedDataConfig:
 
 
 @dataclass
+class SegmentationDataConfig:
+    """Segmentation training crops (UnNAS supp B.2): the short side is scaled to
+    max(crop, int(base_size * 2**U(log2 scale_min, log2 scale_max))), then a random crop of
+    data.image_size, a flip and PCA lighting; evaluation reads the full image."""
+
+    base_size: int = 1024  # the reference's TEST.IM_SIZE: 1024 evaluation, 512 search
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    lighting: float = 0.1  # AlexNet PCA lighting std; 0 = off
+    pad_stride: int = 16  # evaluation images are zero-padded to k * pad_stride + 1 (1024 -> 1025)
+
+
+@dataclass
 class DataConfig:
     name: str = "fashion-mnist"
     root: Optional[str] = None  # else $ARCHSEARCH_DATA, then the dataset's standard places
@@ -42,6 +55,7 @@ class DataConfig:
     cutout: int = 0
     download: bool = False
     generated: GeneratedDataConfig = field(default_factory=GeneratedDataConfig)
+    segmentation: SegmentationDataConfig = field(default_factory=SegmentationDataConfig)
 
 
 @dataclass
@@ -54,6 +68,7 @@ class SpaceConfig:
     stem: str = "auto"  # cifar | imagenet | auto (imagenet stem for inputs >= 128 px)
     partial_channels: int = 1  # PC-DARTS K; 1 = every channel goes through the ops
     impl: str = "fast"  # fast | reference (every op evaluated and summed, as in the papers)
+    reductions: int = 2  # 1: only the reduction cell at 1/3 depth (UnNAS segmentation supernet)
 
 
 @dataclass
@@ -91,9 +106,18 @@ class ColorizationConfig:
 
 
 @dataclass
+class SegmentationObjectiveConfig:
+    """The ASPP head (DeepLabv3): 256 channels and rates 6/12/18 to evaluate, 64 and [6] to search."""
+
+    aspp_channels: int = 256
+    aspp_rates: List[int] = field(default_factory=lambda: [6, 12, 18])
+
+
+@dataclass
 class ObjectiveConfig:
-    name: str = "supervised"  # supervised | rotation | colorization | jigsaw
+    name: str = "supervised"  # supervised | segmentation | rotation | colorization | jigsaw
     label_smoothing: float = 0.0
+    segmentation: SegmentationObjectiveConfig = field(default_factory=SegmentationObjectiveConfig)
     jigsaw: JigsawConfig = field(default_factory=JigsawConfig)
     colorization: ColorizationConfig = field(default_factory=ColorizationConfig)
 
@@ -138,6 +162,7 @@ class ModelConfig:
     auxiliary: bool = True
     aux_weight: float = 0.4
     drop_path: float = 0.2  # final drop-path probability, reached linearly from 0
+    reductions: int = 2  # 1: the second reduction cell becomes a normal cell (segmentation, stride 16)
 
 
 @dataclass
@@ -164,7 +189,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; CPU runs in float32
     channels_last: bool = True  # 1.7x faster than NCHW for these nets on CPU (BENCHMARKS.md)
     compile: bool = False  # torch.compile the model
-    sync_bn: bool = False  # under DDP on CUDA, batch statistics over the global batch
+    sync_bn: bool = False  # under DDP, batch statistics over the global batch (CPU and CUDA)
     ema_decay: float = 0.0  # > 0: also evaluate an exponential moving average of the weights
     steps_per_epoch: int = 0  # 0 = one pass over the training set
     eval_batches: int = 0  # 0 = the whole test set

@@ -2,7 +2,7 @@
 
 Importing the package registers every dataset family in DATASETS.
 """
-from archsearch.data import folders, generated, vision  # noqa: F401  (registration)
+from archsearch.data import cityscapes, folders, generated, vision  # noqa: F401  (registration)
 from archsearch.data.base import DATASETS, DatasetInfo, DataSource
 from archsearch.data.search import (
     SearchData,

@@ -48,6 +48,13 @@ class DataSource(ABC):
     def load(self, train: bool, transform: Optional[Transform]) -> Dataset:
         """The training split, or the evaluation split when `train` is false."""
 
+    def transform(self, augment: bool) -> Transform:
+        """The pipeline `load` applies; augment false gives the evaluation view. Image-label
+        sources use the `style` recipes; segmentation sources return a joint image+mask one."""
+        from archsearch.data.transforms import build_transform  # transforms imports this module
+
+        return build_transform(self.style, self.info(), self.native_info().image_size, self.cfg, augment)
+
     def info(self) -> DatasetInfo:
         info = self.native_info()
         if self.cfg.image_size:

@@ -11,7 +11,6 @@ from archsearch.config import DataConfig
 from archsearch.data.base import DATASETS, DatasetInfo, DataSource
 from archsearch.data.folders import ImageFolderSource
 from archsearch.data.stream import BatchStream
-from archsearch.data.transforms import build_transform
 from archsearch.errors import DataError
 
 
@@ -40,20 +39,20 @@ def _size(dataset: Dataset) -> int:
 
 
 def _load(source: DataSource, train: bool, augment: bool) -> Dataset:
-    info = source.info()
-    native = source.native_info().image_size
-    return source.load(train, build_transform(source.style, info, native, source.cfg, augment))
+    return source.load(train, source.transform(augment))
 
 
 def build_dataset(cfg: DataConfig, train: bool, augment: bool) -> Dataset:
-    """The training or evaluation split; items are (normalised float CxHxW image, int label).
+    """The training or evaluation split; items are (normalised float CxHxW image, int label),
+    or (image, HxW label map) for segmentation datasets.
 
     Augmentation only ever applies to the training split.
     """
     return _load(_source(cfg), train, augment and train)
 
 
-def build_search_data(cfg: DataConfig, seed: int, *, pin_memory: bool = False) -> SearchData:
+def build_search_data(cfg: DataConfig, seed: int, *, pin_memory: bool = False, rank: int = 0,
+                      world: int = 1) -> SearchData:
     """Split the data for search.
 
     split=portion (DARTS): the first floor(train_portion * n) training images feed the weights,
@@ -75,6 +74,8 @@ def build_search_data(cfg: DataConfig, seed: int, *, pin_memory: bool = False) -
             num_workers=cfg.num_workers,
             drop_last=True,
             pin_memory=pin_memory,
+            rank=rank,
+            world=world,
         )
 
     if cfg.split == "portion":

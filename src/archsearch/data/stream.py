@@ -53,7 +53,11 @@ class SeededDataset(Dataset):
 
 
 class BatchStream:
-    """Endless, seeded, resumable stream of batches over one index subset."""
+    """Endless, seeded, resumable stream of batches over one index subset.
+
+    With `world` > 1 the stream of rank r yields its contiguous slice of every global batch, and
+    `position` still counts global batches, so a run resumes with any number of processes.
+    """
 
     def __init__(
         self,
@@ -64,9 +68,16 @@ class BatchStream:
         num_workers: int = 0,
         drop_last: bool = True,
         pin_memory: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ):
         if batch_size < 1:
             raise DataError(f"batch size must be positive, got {batch_size}")
+        if batch_size % world:
+            raise DataError(f"the batch size {batch_size} must be divisible by the number of processes {world}")
+        if world > 1 and not drop_last:
+            raise DataError("a stream split over processes needs drop_last (every rank takes the same steps)")
+        self.rank, self.world = rank, world
         self.dataset = SeededDataset(dataset)
         self.indices = torch.as_tensor(list(indices), dtype=torch.int64)
         self.batch_size = batch_size
@@ -113,10 +124,13 @@ class BatchStream:
         order, sample_seeds = self.epoch_plan(self.epoch)
         start = (self._position % self.batches_per_epoch) * self.batch_size
         stop = min(self.batches_per_epoch * self.batch_size, len(order))
-        keys = list(zip(order[start:stop].tolist(), sample_seeds[start:stop].tolist(), strict=True))
+        local = self.batch_size // self.world
+        picked = [i for j in range(start, stop, self.batch_size)  # this rank's slice of each global batch
+                  for i in range(j + self.rank * local, min(j + (self.rank + 1) * local, stop))]
+        keys = [(int(order[i]), int(sample_seeds[i])) for i in picked]
         loader = DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
+            batch_size=local,
             sampler=keys,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from archsearch.engine.device import select_device
 from archsearch.errors import ConfigError
@@ -31,6 +32,9 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+SINGLE_PROCESS = DistInfo()
 
 
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
@@ -69,10 +73,100 @@ def all_reduce_sum(values: dict[str, float], dist_info: DistInfo, device: torch.
 
 def max_divergence(module: torch.nn.Module, dist_info: DistInfo) -> float:
     """Largest difference of any parameter between ranks (0.0 when they agree, as DDP intends)."""
-    if not dist_info.enabled:
+    params = list(module.parameters())
+    if not dist_info.enabled or not params:
         return 0.0
     flat = torch.cat([p.detach().reshape(-1).double() for p in module.parameters()])
     hi, lo = flat.clone(), flat.clone()
     dist.all_reduce(hi, op=dist.ReduceOp.MAX)
     dist.all_reduce(lo, op=dist.ReduceOp.MIN)
     return float((hi - lo).abs().max())
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def average_(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Average tensors over ranks in place (one flat all-reduce); a no-op in a single process.
+
+    Every gradient a strategy computes from its local batch slice goes through here before it
+    is used, so all ranks apply the gradient of the global batch and stay identical.
+    """
+    if not active() or not tensors:
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset: offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return tensors
+
+
+def average_scalar(value: float) -> float:
+    if not active():
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """y = sum of x over ranks; the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        g = grad.clone()
+        dist.all_reduce(g)
+        return g
+
+
+class GlobalBatchNorm(nn.BatchNorm2d):
+    """Batch norm over the global batch of all ranks (differentiable all-reduce of the moments).
+
+    Unlike nn.SyncBatchNorm it runs on CPU (gloo) as well as CUDA, so a distributed search or
+    training run normalises exactly as the single-process run on the same global batch. Outside
+    training mode, or in a single process, it is plain BatchNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and active()):
+            return super().forward(x)
+        c = x.shape[1]
+        dims = (0, 2, 3)
+        moments = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_full((1,), x.numel() / c)])
+        moments = _SumOverRanks.apply(moments)
+        n = moments[-1]
+        mean = moments[:c] / n
+        var = (moments[c: 2 * c] / n - mean * mean).clamp_min(0.0)
+        y = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * (n / (n - 1).clamp_min(1.0))
+                self.running_mean.mul_(1 - m).add_(m * mean)
+                self.running_var.mul_(1 - m).add_(m * unbiased)
+        return y
+
+
+def use_global_batch_norm(module: nn.Module) -> nn.Module:
+    """Make every BatchNorm2d of `module` a GlobalBatchNorm, keeping the module objects.
+
+    The class is swapped in place rather than the modules replaced, so parameters, buffers,
+    hooks and any references other modules hold to them stay valid.
+    """
+    for m in module.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.__class__ = GlobalBatchNorm
+    return module

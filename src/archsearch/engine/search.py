@@ -24,6 +24,15 @@ from tqdm import tqdm
 from archsearch.config import SearchConfig, to_dict, to_yaml
 from archsearch.data import build_search_data
 from archsearch.engine.device import rng_state, seed_everything, select_device, set_rng_state
+from archsearch.engine.distributed import (
+    SINGLE_PROCESS,
+    DistInfo,
+    all_reduce_sum,
+    init_distributed,
+    max_divergence,
+    shutdown,
+    use_global_batch_norm,
+)
 from archsearch.engine.rundir import check_same_config
 from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
@@ -50,12 +59,16 @@ class Search:
     strategy: object
     optimizer: torch.optim.SGD
     steps_per_epoch: int
+    dist: DistInfo = SINGLE_PROCESS
 
     @classmethod
-    def build(cls, cfg: SearchConfig) -> "Search":
-        seed_everything(cfg.seed)
-        device = select_device(cfg.device)
-        data = build_search_data(cfg.data, cfg.seed)
+    def build(cls, cfg: SearchConfig, dist: DistInfo = SINGLE_PROCESS, device: Optional[torch.device] = None) -> Search:
+        """Under torchrun (`dist`), every rank holds the same supernet and strategy and reads its
+        slice of each global batch; batch norm runs over the global batch and strategies average
+        every gradient (engine/distributed.py), so all ranks follow the single-process run."""
+        seed_everything(cfg.seed)  # the same initial weights, architecture and sampling on every rank
+        device = device or select_device(cfg.device)
+        data = build_search_data(cfg.data, cfg.seed, rank=dist.rank, world=dist.world)
         info = data.info
         objective = create_objective(cfg.objective, info)
         space = create_space(cfg.space)
@@ -63,11 +76,13 @@ class Search:
             objective.input_channels(info.in_channels), objective.input_size(info.image_size),
             objective.build_head,
         ).to(device)
+        if dist.enabled:
+            use_global_batch_norm(model)
         strategy = create_strategy(cfg.strategy, space).to(device)
         o = cfg.optim
         optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         steps = cfg.steps_per_epoch or data.train.batches_per_epoch
-        return cls(cfg, device, data, objective, space, model, strategy, optimizer, steps)
+        return cls(cfg, device, data, objective, space, model, strategy, optimizer, steps, dist)
 
     @property
     def total_steps(self) -> int:
@@ -135,79 +150,104 @@ class Search:
             return {}
         self.model.eval()
         n = batches or self.data.val.batches_per_epoch
-        sums: dict[str, float] = {}
-        count = 0
+        loss_sum, count, sums = 0.0, 0, {}
         for _ in range(n):
             x, y = self.next_val()
             inputs, targets = self.objective.prepare(x, y)
             out = self.model(inputs, weights)
             b = targets.shape[0]
-            sums["val_loss"] = sums.get("val_loss", 0.0) + self.objective.loss(out, targets).item() * b
-            for k, v in self.objective.metrics(out, targets).items():
-                sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + v * b
+            loss_sum += self.objective.loss(out, targets).item() * b
+            for k, v in self.objective.metric_sums(out, targets).items():
+                sums[k] = sums.get(k, 0.0) + v
             count += b
         self.model.train()
-        return {k: v / count for k, v in sums.items()}
+        sums["loss"], sums["count"] = loss_sum, float(count)
+        sums = all_reduce_sum(sums, self.dist, self.device)
+        loss_sum, count = sums.pop("loss"), sums.pop("count")
+        metrics = self.objective.reduce_metrics(sums)
+        return {"val_loss": loss_sum / count, **{f"val_{k}": v for k, v in metrics.items()}}
 
 
 def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None) -> dict:
-    """Run (or resume) a search in `run_dir`; returns the summary."""
-    run_dir = Path(run_dir)
+    """Run (or resume) a search in `run_dir`; returns the summary. Works under torchrun unchanged."""
+    dist, device = init_distributed(cfg.device)
+    try:
+        return _run(cfg, Path(run_dir), dist, device, progress)
+    finally:
+        shutdown()
+
+
+def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:
     ckpt_path = run_dir / "checkpoint.pt"
     resuming = ckpt_path.exists()
     if resuming:
         check_same_config(run_dir, cfg)
         ckpt = load_checkpoint(ckpt_path)  # before anything is built or written
-    s = Search.build(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    metrics_log = JsonlLog(run_dir / "metrics.jsonl")
-    history_log = JsonlLog(run_dir / "arch_history.jsonl")
+    s = Search.build(cfg, dist, device)
+    main = dist.is_main
+    metrics_log = JsonlLog(run_dir / "metrics.jsonl") if main else None
+    history_log = JsonlLog(run_dir / "arch_history.jsonl") if main else None
     start = 0
     if resuming:
         start = s.load_state(ckpt)
-        metrics_log.truncate_after(start - 1)
-        history_log.truncate_after(start - 1)
         log.info("resuming %s at step %d of %d", run_dir, start, s.total_steps)
-    else:
-        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            metrics_log.truncate_after(start - 1)
+            history_log.truncate_after(start - 1)
+        else:
+            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
 
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start)
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start) if main else None
     t0 = time.time()
-    bar = tqdm(total=s.total_steps, initial=start, disable=None if progress is None else not progress,
+    bar = tqdm(total=s.total_steps, initial=start, disable=(not main) or (None if progress is None else not progress),
                desc=f"{cfg.strategy.name} search", unit="step", dynamic_ncols=True)
     s.model.train()
     try:
         for step in range(start, s.total_steps):
-            if step % cfg.history_every == 0:
+            if step % cfg.history_every == 0 and main:
                 _record_history(history_log, writer, s, step)
             ctx = s.context(step)
             metrics = s.strategy.step(ctx, s.next_train())
             done = step + 1
             if done % cfg.log_every == 0 or done == s.total_steps:
-                rec = {"step": step, "epoch": ctx.epoch, "lr": ctx.lr, **metrics}
-                metrics_log.append(rec)
-                for k, v in metrics.items():
-                    writer.add_scalar(f"search/{k}", v, step)
+                metrics = _mean_over_ranks(metrics, s)
+                if main:
+                    metrics_log.append({"step": step, "epoch": ctx.epoch, "lr": ctx.lr, **metrics})
+                    for k, v in metrics.items():
+                        writer.add_scalar(f"search/{k}", v, step)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if "loss" in k or "top1" in k})
             bar.update(1)
             epoch_end = done % s.steps_per_epoch == 0
             if epoch_end:
                 _end_epoch(s, run_dir, metrics_log, writer, step)
-            if epoch_end or done % cfg.checkpoint_every == 0:
+            if main and (epoch_end or done % cfg.checkpoint_every == 0):
                 atomic_torch_save(ckpt_path, s.state(done))
     finally:
         bar.close()
-        writer.flush()
+        if writer is not None:
+            writer.flush()
 
     ctx = s.context(max(s.total_steps - 1, 0))
     arch = s.strategy.finalize(ctx)
+    divergence = max(max_divergence(s.model, dist), max_divergence(s.strategy, dist))
+    if not main:
+        return {}
     if s.total_steps % cfg.history_every == 0:
         _record_history(history_log, writer, s, s.total_steps)
     writer.close()
     atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
     summary = _summary(s, arch, time.time() - t0, start)
+    summary["processes"] = dist.world
+    summary["ranks_max_weight_difference"] = divergence
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _mean_over_ranks(metrics: dict[str, float], s: Search) -> dict[str, float]:
+    sums = all_reduce_sum(metrics, s.dist, s.device)
+    return {k: v / s.dist.world for k, v in sums.items()}
 
 
 def _record_history(history_log: JsonlLog, writer, s: Search, step: int) -> None:
@@ -222,7 +262,9 @@ def _record_history(history_log: JsonlLog, writer, s: Search, step: int) -> None
 
 def _end_epoch(s: Search, run_dir: Path, metrics_log: JsonlLog, writer, step: int) -> None:
     epoch = (step + 1) // s.steps_per_epoch
-    rec = {"step": step, "epoch": epoch, **s.validate(s.cfg.val_batches)}
+    rec = {"step": step, "epoch": epoch, **s.validate(s.cfg.val_batches)}  # every rank takes part
+    if not s.dist.is_main:
+        return
     arch = s.strategy.derive()
     if arch is not None:
         rec["genotype"] = s.space.arch_to_dict(arch)

@@ -7,7 +7,8 @@ run_dir/
   tb/              TensorBoard events
   checkpoint.pt    state after the last finished epoch (atomic): weights, optimizer, EMA, best
   model.pt         final weights + everything needed to rebuild the network (export reads it)
-  best.pt          the weights with the best test top-1 seen so far
+  best.pt          the weights with the best test score seen so far (the objective's main metric:
+                   top-1, mIoU, ...)
   summary.json     params, mult-adds, final and best test metrics, timings
 
 Under torchrun every rank trains its slice of each global batch (data/epochs.py) inside
@@ -37,7 +38,14 @@ from tqdm import tqdm
 from archsearch.config import TrainConfig, to_dict, to_yaml
 from archsearch.data import build_dataset, dataset_info
 from archsearch.data.epochs import eval_loader, train_loader
-from archsearch.engine.distributed import DistInfo, all_reduce_sum, init_distributed, max_divergence, shutdown
+from archsearch.engine.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    init_distributed,
+    max_divergence,
+    shutdown,
+    use_global_batch_norm,
+)
 from archsearch.engine.rundir import check_same_config
 from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
@@ -54,6 +62,11 @@ CHECKPOINT_FORMAT = 1
 def _epoch_rng_seed(seed: int, epoch: int, rank: int) -> int:
     digest = hashlib.blake2b(f"archsearch-train:{seed}:{epoch}:{rank}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def _add(total: dict[str, float], part: dict[str, float]) -> None:
+    for k, v in part.items():
+        total[k] = total.get(k, 0.0) + v
 
 
 def build_network(cfg: TrainConfig, arch: Any, info) -> tuple[nn.Module, Any]:
@@ -101,9 +114,7 @@ class Trainer:
         net: nn.Module = model
         if dist.enabled:
             if cfg.sync_bn:
-                if device.type != "cuda":
-                    raise ConfigError("sync_bn needs CUDA (SyncBatchNorm has no CPU kernel); use sync_bn=false")
-                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+                use_global_batch_norm(net)
             net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         if cfg.compile:
             net = torch.compile(net)
@@ -166,8 +177,7 @@ class Trainer:
         torch.manual_seed(_epoch_rng_seed(cfg.seed, epoch, self.dist.rank))
         self.train.sampler.set_epoch(epoch)
         self.net.train()
-        sums: dict[str, float] = {}
-        count = 0
+        loss_sum, count, sums = 0.0, 0, {}
         t0 = time.time()
         for i, batch in enumerate(self.train):
             if i == self.steps_per_epoch:
@@ -176,39 +186,42 @@ class Trainer:
             loss, logits = self.train_step(inputs, targets, epoch, i)
             b = targets.shape[0]
             count += b
-            sums["train_loss"] = sums.get("train_loss", 0.0) + loss.item() * b
-            for k, v in self.objective.metrics(logits.detach().float(), targets).items():
-                sums[f"train_{k}"] = sums.get(f"train_{k}", 0.0) + v * b
+            loss_sum += loss.item() * b
+            _add(sums, self.objective.metric_sums(logits.detach().float(), targets))
             bar.update(1)
             if (i + 1) % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         seconds = time.time() - t0
-        sums["images"] = float(count)
-        sums = all_reduce_sum(sums, self.dist, self.device)
-        images = sums.pop("images")
-        rec = {k: v / images for k, v in sums.items()}
+        rec, images = self._reduce(loss_sum, count, sums, "train")
         rec.update(lr=lr, drop_path=drop, train_seconds=round(seconds, 2),
                    images_per_s=round(images / max(seconds, 1e-9), 1))
         return rec
 
+    def _reduce(self, loss_sum: float, images: int, sums: dict[str, float],
+                prefix: str) -> tuple[dict[str, float], float]:
+        """Loss per image and the objective's split-level metrics from sums over all ranks;
+        also the number of images all ranks saw."""
+        both = {"loss": loss_sum, "images": float(images), **{f"m.{k}": v for k, v in sums.items()}}
+        both = all_reduce_sum(both, self.dist, self.device)
+        metrics = self.objective.reduce_metrics({k[2:]: v for k, v in both.items() if k.startswith("m.")})
+        rec = {f"{prefix}_loss": both["loss"] / max(both["images"], 1.0)}
+        rec.update({f"{prefix}_{k}": v for k, v in metrics.items()})
+        return rec, both["images"]
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, prefix: str = "test") -> dict[str, float]:
         model.eval()
-        sums: dict[str, float] = {}
-        count = 0
+        loss_sum, count, sums = 0.0, 0, {}
         for batch in self.test:
             inputs, targets = self._batch(batch)
             with self.autocast():
                 logits = model(inputs)
+            logits = logits.float()
             b = targets.shape[0]
             count += b
-            sums["loss"] = sums.get("loss", 0.0) + self.objective.loss(logits.float(), targets).item() * b
-            for k, v in self.objective.metrics(logits.float(), targets).items():
-                sums[k] = sums.get(k, 0.0) + v * b
-        sums["images"] = float(count)
-        sums = all_reduce_sum(sums, self.dist, self.device)
-        images = sums.pop("images")
-        return {f"{prefix}_{k}": v / max(images, 1.0) for k, v in sums.items()}
+            loss_sum += self.objective.loss(logits, targets).item() * b
+            _add(sums, self.objective.metric_sums(logits, targets))
+        return self._reduce(loss_sum, count, sums, prefix)[0]
 
     # -- state ----------------------------------------------------------------------------------
     def state(self, epoch: int, best: dict) -> dict:
@@ -265,7 +278,8 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
     t = Trainer.build(cfg, dist, device)
     main = dist.is_main
     metrics_log = JsonlLog(run_dir / "metrics.jsonl")
-    start, best = 0, {"test_top1": -math.inf, "epoch": -1}
+    key = f"test_{t.objective.main_metric}"  # test_top1, test_miou, ...
+    start, best = 0, {key: -math.inf, "epoch": -1}
     if resuming:
         start, best = t.load_state(ckpt)
         log.info("resuming %s after epoch %d of %d", run_dir, start, cfg.optim.epochs)
@@ -289,9 +303,9 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
             rec.update(t.evaluate(t.model))
             if t.ema is not None:
                 rec.update(t.evaluate(t.ema.module, prefix="ema_test"))
-            improved = rec.get("test_top1", -math.inf) > best["test_top1"]
+            improved = rec.get(key, -math.inf) > best[key]
             if improved:
-                best = {"test_top1": rec["test_top1"], "epoch": epoch}
+                best = {key: rec[key], "epoch": epoch}
             if main:
                 metrics_log.append(rec)
                 for k, v in rec.items():

@@ -20,10 +20,12 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, in_channels: int, image_size: int, batch: int = 1) -> int:
-    """Mult-adds of one batch of `batch` inputs in eval mode (the auxiliary head does not run).
+def count_macs(model: nn.Module, in_channels: int, image_size: int | tuple[int, int], batch: int = 1) -> int:
+    """Mult-adds of one image (square, or (height, width)) through the network in eval mode (the
+    auxiliary head does not run). A model on the meta device is counted without computing.
 
-    batch > 1 prices objectives whose sample is several inputs (a jigsaw puzzle's tiles).
+    batch > 1 counts `batch` inputs together: one sample of objectives that feed several inputs
+    per target (a jigsaw puzzle's tiles).
     """
     total = 0
 
@@ -40,7 +42,8 @@ def count_macs(model: nn.Module, in_channels: int, image_size: int, batch: int =
     model.eval()
     try:
         p = next(model.parameters())
-        model(torch.zeros(batch, in_channels, image_size, image_size, device=p.device, dtype=p.dtype))
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        model(torch.zeros(batch, in_channels, h, w, device=p.device, dtype=p.dtype))
     finally:
         model.train(was_training)
         for h in handles:

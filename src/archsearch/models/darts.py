@@ -3,6 +3,8 @@
 `darts-cifar`: stem conv, `layers` cells with reductions at 1/3 and 2/3 of the depth, auxiliary
 head after the second reduction. `darts-imagenet`: the mobile setting with two stride-2 stems
 (224 px in, 7x7 before the head). Both take any input channels, resolution and head.
+`model.reductions=1` keeps only the first reduction cell: the UnNAS segmentation network
+(supp B.2, "the last stride-2 layer becomes stride 1"), output stride 16 with the ImageNet stems.
 """
 from __future__ import annotations
 
@@ -91,13 +93,14 @@ class DartsNetwork(nn.Module):
     """
 
     def __init__(self, genotype: Genotype, stems: list[nn.Module], c: int, c_stem: int, size: int, layers: int,
-                 head: Head, auxiliary: bool, aux_pool_stride: int, aux_final_bn: bool):
+                 head: Head, auxiliary: bool, aux_pool_stride: int, aux_final_bn: bool, num_reductions: int = 2):
         """`size` is the resolution of the first cell's input s1."""
         super().__init__()
         self.stems = nn.ModuleList(stems)
         reduction_prev = len(stems) == 2  # stem 0 then has twice the resolution of stem 1
         self.drop_path_prob = 0.0
-        reductions = reduction_layers(layers)
+        reductions = reduction_layers(layers, num_reductions)
+        self.reduction_cells = reductions
         self.aux_after = reductions[-1] if auxiliary else None
         c_pp, c_p = c_stem, c_stem
         self.cells = nn.ModuleList()
@@ -150,7 +153,7 @@ class DartsCifar(_DartsFamily):
         c_stem = cfg.stem_multiplier * c
         stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
         return DartsNetwork(arch, [stem], c, c_stem, image_size, cfg.layers, head, cfg.auxiliary,
-                            aux_pool_stride=3, aux_final_bn=True)
+                            aux_pool_stride=3, aux_final_bn=True, num_reductions=cfg.reductions)
 
 
 @MODELS.register("darts-imagenet")
@@ -169,4 +172,4 @@ class DartsImageNet(_DartsFamily):
         for _ in range(3):  # three stride-2 convs before the first cell's s1
             size = (size + 1) // 2
         return DartsNetwork(arch, [stem0, stem1], c, c, size, cfg.layers, head, cfg.auxiliary,
-                            aux_pool_stride=2, aux_final_bn=False)
+                            aux_pool_stride=2, aux_final_bn=False, num_reductions=cfg.reductions)

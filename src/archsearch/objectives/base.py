@@ -25,6 +25,7 @@ OBJECTIVES: Registry["Objective"] = Registry("objective")
 
 class Objective(ABC):
     name: str
+    main_metric: str = "top1"  # what picks the best epoch (higher is better)
     inputs_per_sample: int = 1  # network inputs that make one target (a jigsaw puzzle's tiles)
 
     def input_channels(self, data_channels: int) -> int:
@@ -48,7 +49,21 @@ class Objective(ABC):
 
     @abstractmethod
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        """Batch means (e.g. top-1 accuracy); the engine weights them by batch size."""
+        """Batch means (e.g. top-1 accuracy)."""
+
+    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """Additive statistics of one batch; the engine adds them up over a whole split (and
+        over ranks) and hands the totals to `reduce_metrics`. Default: the batch means times
+        the batch size, plus the sample count."""
+        n = float(targets.shape[0])
+        sums = {k: v * n for k, v in self.metrics(outputs, targets).items()}
+        sums["samples"] = n
+        return sums
+
+    def reduce_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Split-level metrics from the summed `metric_sums` (default: means over the samples)."""
+        n = max(sums.get("samples", 0.0), 1.0)
+        return {k: v / n for k, v in sums.items() if k != "samples"}
 
 
 def batch_seed(images: torch.Tensor, salt: str = "") -> int:

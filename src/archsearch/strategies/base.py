@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from archsearch.engine.distributed import average_
 from archsearch.errors import DivergenceError
 from archsearch.registry import Registry
 
@@ -90,9 +91,10 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
     def apply_arch_grads(self, grads: list[torch.Tensor], step: int) -> None:
         """Set the architecture gradients and take one optimizer step."""
         params = list(self.parameters())
+        grads = average_([g.detach().clone() for g in grads])  # the global batch's gradient on every rank
         for p, g in zip(params, grads):
             check_finite(g, "architecture gradient", step)
-            p.grad = g.detach().clone()
+            p.grad = g
         if self.cfg.arch_grad_clip > 0:
             nn.utils.clip_grad_norm_(params, self.cfg.arch_grad_clip)
         self.optimizer.step()
@@ -120,12 +122,13 @@ def weight_step(ctx: StepContext, batch: Batch, weights, loss_and_out=None) -> d
         loss.backward()
     else:  # the caller already back-propagated this loss into the weights
         loss, out, targets = loss_and_out
+    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    average_([p.grad for p in params])
     if ctx.grad_clip > 0:
-        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         nn.utils.clip_grad_norm_(params, ctx.grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    metrics = {"train_loss": loss.item()}
+    metrics = {"train_loss": loss.item()}  # this rank's slice; the engine averages logged metrics
     metrics.update({f"train_{k}": v for k, v in ctx.objective.metrics(out.detach(), targets).items()})
     return metrics
 

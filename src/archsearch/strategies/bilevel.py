@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from archsearch.engine.distributed import average_
 from archsearch.strategies.base import Batch, StepContext, check_finite, forward_loss
 
 
@@ -22,7 +23,7 @@ def virtual_step(ctx: StepContext, train: Batch, weights) -> dict[str, torch.Ten
     detached = {k: v.detach() for k, v in weights.items()}
     loss, _, _ = forward_loss(ctx, train, detached)
     check_finite(loss, "training loss", ctx.step)
-    grads = torch.autograd.grad(loss, list(params.values()))
+    grads = average_(list(torch.autograd.grad(loss, list(params.values()))))
     group = ctx.optimizer.param_groups[0]
     mu, wd = group["momentum"], group["weight_decay"]
     out = {}
@@ -75,5 +76,6 @@ def fd_hvp(ctx: StepContext, train: Batch, strategy, v: list[torch.Tensor], r: f
 def unrolled_gradient(ctx, strategy, train: Batch, outer: Batch, w_prime) -> list[torch.Tensor]:
     """Hypergradient of the loss on `outer` through one virtual weight step on `train`."""
     d_alpha, v = outer_gradients(ctx, outer, strategy, w_prime)
+    average_(v)  # the direction and eps must be the global ones; the alpha terms are averaged on apply
     hvp = fd_hvp(ctx, train, strategy, v, strategy.cfg.fd_radius)
     return [g - ctx.lr * h for g, h in zip(d_alpha, hvp)]

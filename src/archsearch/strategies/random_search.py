@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from archsearch.engine.distributed import average_scalar
 from archsearch.strategies.base import STRATEGIES, SearchStrategy, StepContext, forward_loss, step_rng, weight_step
 
 
@@ -40,7 +41,7 @@ class RandomSearch(SearchStrategy):
             loss, out, targets = forward_loss(ctx, batch, weights)
             m = ctx.objective.metrics(out, targets)
             total += m.get("top1", -loss.item())
-        return total / len(batches)
+        return average_scalar(total / len(batches))  # every rank ranks the candidates alike
 
     def finalize(self, ctx: StepContext):
         batches = [ctx.next_val() for _ in range(self.cfg.candidate_batches)]

@@ -105,7 +105,11 @@ class SepConv(nn.Sequential):
 
 
 class FactorizedReduce(nn.Module):
-    """Stride-2 1x1 convs on the input and on the input shifted by one pixel, concatenated."""
+    """Stride-2 1x1 convs on the input and on the input shifted by one pixel, concatenated.
+
+    An odd side is first zero-padded by one at the bottom/right (as UnNAS does), so both halves
+    have ceil(n/2) pixels and odd inputs (Cityscapes 769, 1025) work; even sides are unchanged.
+    """
 
     def __init__(self, c_in, c_out, affine=True):
         super().__init__()
@@ -120,6 +124,9 @@ class FactorizedReduce(nn.Module):
         return self.from_relu(self.relu(x))
 
     def from_relu(self, xr):
+        h, w = xr.shape[-2:]
+        if h % 2 or w % 2:
+            xr = F.pad(xr, (0, w % 2, 0, h % 2))
         return self.bn(torch.cat([self.conv_1(xr), self.conv_2(xr[:, :, 1:, 1:])], dim=1))
 
 

@@ -56,16 +56,17 @@ class DartsSpace(SearchSpace):
         if imagenet:
             for _ in range(3):
                 size = (size + 1) // 2
-        if size % 4:
+        multiple = 2 ** self.cfg.reductions
+        if size % multiple:
             raise ConfigError(
-                f"input size {image_size} gives {size}x{size} cells: FactorizedReduce needs a "
-                "multiple of 4 there (e.g. 28, 32 or 224)"
+                f"input size {image_size} gives {size}x{size} cells: the supernet needs a "
+                f"multiple of {multiple} there (e.g. 28, 32 or 224)"
             )
         return DartsSupernet(
             self.op_names, in_channels, head,
             init_channels=self.cfg.init_channels, layers=self.cfg.layers, nodes=self.nodes,
             stem_multiplier=self.cfg.stem_multiplier, imagenet_stem=imagenet,
-            partial=self.cfg.partial_channels, impl=self.cfg.impl,
+            partial=self.cfg.partial_channels, impl=self.cfg.impl, reductions=self.cfg.reductions,
         )
 
     # -- discrete architectures ---------------------------------------------------------------

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.errors import ConfigError
 from archsearch.spaces.darts.genotype import edge_sources
 from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, ReLUConvBN, Zero, create_op
 
@@ -126,12 +127,16 @@ class ImageNetStem(nn.Module):
         return s0, self.stem1(s0)
 
 
-def reduction_layers(layers: int) -> tuple[int, ...]:
-    return tuple(sorted({layers // 3, 2 * layers // 3}))
+def reduction_layers(layers: int, reductions: int = 2) -> tuple[int, ...]:
+    """Cells that halve the resolution: at 1/3 and 2/3 of the depth, or with one reduction only
+    the first (UnNAS segmentation: the second becomes a normal cell, output stride 16)."""
+    if reductions not in (1, 2):
+        raise ConfigError(f"reductions must be 1 or 2, got {reductions}")
+    return tuple(sorted({layers // 3, 2 * layers // 3}))[:reductions]
 
 
 class DartsSupernet(nn.Module):
-    """Stem, `layers` search cells (reductions at 1/3 and 2/3 of the depth), objective head."""
+    """Stem, `layers` search cells (reductions at 1/3 and 2/3 of the depth, or 1/3 only), objective head."""
 
     def __init__(
         self,
@@ -145,6 +150,7 @@ class DartsSupernet(nn.Module):
         imagenet_stem: bool = False,
         partial: int = 1,
         impl: str = "fast",
+        reductions: int = 2,
     ):
         super().__init__()
         c_curr = stem_multiplier * init_channels
@@ -154,7 +160,7 @@ class DartsSupernet(nn.Module):
         reduction_prev = imagenet_stem
         self.cells = nn.ModuleList()
         for i in range(layers):
-            reduction = i in reduction_layers(layers)
+            reduction = i in reduction_layers(layers, reductions)
             if reduction:
                 c *= 2
             kind = "reduce" if reduction else "normal"

@@ -1,0 +1,79 @@
+"""Distributed search under torchrun (2 CPU processes, gloo) against the single-process run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from archsearch.cli import main
+from archsearch.utils.io import load_checkpoint
+
+TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
+pytestmark = pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun not installed")
+
+GEN = ["data.name=generated", "data.generated.image_size=8", "data.generated.channels=1",
+       "data.generated.num_classes=4", "data.generated.num_samples=64", "data.batch_size=8",
+       "space.init_channels=4", "space.layers=3", "val_batches=2", "log_every=1", "history_every=2",
+       "steps_per_epoch=3", "optim.epochs=1", "device=cpu"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(args, out, nproc=2, **kw):
+    return subprocess.Popen([TORCHRUN, "--standalone", "--nproc_per_node", str(nproc), "-m", "archsearch",
+                             "search", *args, "--out", str(out), "--no-progress"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.parametrize("preset,extra", [
+    ("darts_fashionmnist", []),  # bilevel, first order
+    ("darts2_fashionmnist", []),  # bilevel, second order (virtual step, finite differences)
+    ("milenas1_fashionmnist", []),  # mixed level, shared train backward
+    ("pcdarts_fashionmnist", ["space.partial_channels=2", "strategy.warmup_epochs=0"]),  # edge betas
+    ("random_fashionmnist", ["strategy.num_candidates=4", "strategy.candidate_batches=1"]),
+])
+def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, preset, extra):
+    args = [preset, *GEN, *extra]
+    p = _torchrun(args, tmp_path / "ddp")
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    assert main(["search", *args, "--out", str(tmp_path / "one"), "--no-progress"]) == 0
+
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["ranks_max_weight_difference"] == 0.0
+    a, b = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt"), load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    for part in ("model", "strategy"):
+        for k in b[part]:
+            if k.endswith("num_batches_tracked"):
+                assert torch.equal(a[part][k], b[part][k]), k
+            else:
+                assert torch.allclose(a[part][k], b[part][k], rtol=1e-4, atol=1e-5), (part, k)
+    assert json.loads((tmp_path / "ddp" / "genotype.json").read_text()) == \
+        json.loads((tmp_path / "one" / "genotype.json").read_text())
+    steps = [json.loads(x)["step"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+             if '"genotype"' not in x]
+    assert steps == [0, 1, 2]  # rank 0 alone writes
+
+
+def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_another_rank_count(tmp_path):
+    out = tmp_path / "run"
+    args = ["darts_fashionmnist", *GEN, "steps_per_epoch=40", "checkpoint_every=1"]
+    p = _torchrun(args, out)
+    ckpt = out / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt)["step"] >= 3):
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode != 0
+    assert "archsearch" in err and ("-9" in err or "SIGKILL" in err)
+    step = load_checkpoint(ckpt)["step"]  # intact and loadable
+    assert 3 <= step < 40
+    assert main(["search", *args, "--out", str(out), "--no-progress"]) == 0  # one process takes over
+    assert load_checkpoint(ckpt)["step"] == 40
+    assert json.loads((out / "summary.json").read_text())["resumed_at_step"] == step

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -202,7 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop_on_sigterm(signum, frame):
+    """torchrun stops the other ranks with SIGTERM when one fails: say what to do, then exit."""
+    rank = os.environ.get("RANK")
+    who = f"rank {rank}" if rank is not None else "archsearch"
+    print(f"archsearch: {who} stopped by SIGTERM (under torchrun: another rank failed); run the same command "
+          "again to resume from the last checkpoint", file=sys.stderr)
+    raise SystemExit(143)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -57,7 +57,8 @@ def _onnx(model, example, out: Path) -> torch.Tensor:
     except ImportError:
         raise ConfigError("ONNX export needs the export extras: pip install 'archsearch[export]'") from None
     torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True)
+                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True,
+                      external_data=False)  # one self-contained file
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     return torch.from_numpy(session.run(None, {"images": example.numpy()})[0])
 

@@ -170,3 +170,12 @@ def use_global_batch_norm(module: nn.Module) -> nn.Module:
         if type(m) is nn.BatchNorm2d:
             m.__class__ = GlobalBatchNorm
     return module
+
+
+def same_on_all_ranks(obj) -> bool:
+    """Whether every rank holds an equal (picklable) object, e.g. the derived architecture."""
+    if not active():
+        return True
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return all(g == gathered[0] for g in gathered)

@@ -30,6 +30,7 @@ from archsearch.engine.distributed import (
     all_reduce_sum,
     init_distributed,
     max_divergence,
+    same_on_all_ranks,
     shutdown,
     use_global_batch_norm,
 )
@@ -232,6 +233,7 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
     ctx = s.context(max(s.total_steps - 1, 0))
     arch = s.strategy.finalize(ctx)
     divergence = max(max_divergence(s.model, dist), max_divergence(s.strategy, dist))
+    agreed = same_on_all_ranks(s.space.arch_to_dict(arch))
     if not main:
         return {}
     if s.total_steps % cfg.history_every == 0:
@@ -241,6 +243,7 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
     summary = _summary(s, arch, time.time() - t0, start)
     summary["processes"] = dist.world
     summary["ranks_max_weight_difference"] = divergence
+    summary["architecture_same_on_all_ranks"] = agreed
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -289,6 +292,9 @@ def _summary(s: Search, arch, seconds: float, start: int) -> dict:
         "steps": s.total_steps,
         "resumed_at_step": start,
         "seconds_this_process": round(seconds, 2),
+        # global train-batch images per second of this process's steps (validation and the final
+        # derivation included): the throughput a scaling comparison reads
+        "train_images_per_s": round((s.total_steps - start) * s.cfg.data.batch_size / max(seconds, 1e-9), 2),
         "architecture": s.space.arch_to_dict(arch),
         "describe": s.space.describe(arch),
     }

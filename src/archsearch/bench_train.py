@@ -70,7 +70,8 @@ def run_train_bench(cfg: TrainConfig, steps: int) -> dict:
     return {
         "device": str(t.device), "threads": torch.get_num_threads(), "workers": cfg.data.num_workers,
         "batch": batch_images, "image_size": t.info.image_size, "params_M": count_params(t.model) / 1e6,
-        "mult_adds_M": count_macs(t.model, channels, t.info.image_size) / 1e6,
+        "mult_adds_M": count_macs(t.model, channels, t.objective.input_size(t.info.image_size),
+                                  t.objective.inputs_per_sample) / 1e6,
         "data_img_s": data_rate, "compute_img_s": compute_rate, "train_img_s": train_rate,
         "train_over_compute": train_rate / compute_rate,
         "peak_mb": peak, "peak_kind": "CUDA allocated" if t.device.type == "cuda" else "process max RSS",

@@ -45,6 +45,7 @@ class DataConfig:
     root: Optional[str] = None  # else $ARCHSEARCH_DATA, then the dataset's standard places
     split: str = "portion"  # portion: split the train set; folders: <root>/train and <root>/val
     train_portion: float = 0.5
+    shuffle_split: bool = False  # portion: seeded shuffle before the cut (image folders are in class order)
     subset: int = 0  # use only the first N training images (0 = all of them)
     image_size: int = 0  # 0 = the dataset's native size
     batch_size: int = 64
@@ -148,6 +149,24 @@ class StrategyConfig:
 
 
 @dataclass
+class JigsawConfig:
+    """UnNAS jigsaw puzzles (unnas.md 1.4)."""
+
+    grid: int = 3  # 3x3 tiles (ImageNet, Cityscapes) or 2x2 (CIFAR-size images)
+    num_permutations: int = 0  # classes; 0 = 1000 for a 3x3 grid, all 24 for 2x2
+    tile_fraction: float = 0.76  # tile side = floor(fraction * cell side), the rest is a random gap
+    tile_size: int = 0  # explicit tile side; 0 = from tile_fraction
+    gray_prob: float = 0.3  # colour images only: chance a puzzle is shown in grayscale
+
+
+@dataclass
+class ColorizationConfig:
+    """UnNAS colorization (unnas.md 1.3)."""
+
+    bins: str = ""  # "" = the shipped in-gamut ab bins; else a .npy/.json (Q, 2) file on the 10-grid
+
+
+@dataclass
 class SegmentationObjectiveConfig:
     """The ASPP head (DeepLabv3): 256 channels and rates 6/12/18 to evaluate, 64 and [6] to search."""
 
@@ -157,9 +176,11 @@ class SegmentationObjectiveConfig:
 
 @dataclass
 class ObjectiveConfig:
-    name: str = "supervised"  # supervised | segmentation
+    name: str = "supervised"  # supervised | segmentation | rotation | colorization | jigsaw
     label_smoothing: float = 0.0
     segmentation: SegmentationObjectiveConfig = field(default_factory=SegmentationObjectiveConfig)
+    jigsaw: JigsawConfig = field(default_factory=JigsawConfig)
+    colorization: ColorizationConfig = field(default_factory=ColorizationConfig)
 
 
 @dataclass

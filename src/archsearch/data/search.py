@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch.utils.data import Dataset
 
 from archsearch.config import DataConfig
@@ -55,7 +56,8 @@ def build_search_data(cfg: DataConfig, seed: int, *, pin_memory: bool = False, r
     """Split the data for search.
 
     split=portion (DARTS): the first floor(train_portion * n) training images feed the weights,
-    the rest the architecture; both halves see the training transform.
+    the rest the architecture; both halves see the training transform. With shuffle_split the
+    images are put in a seeded random order first (subset then takes the first n of that order).
     split=folders (PC-DARTS ImageNet): <root>/train feeds the weights, <root>/val the
     architecture, again both with the training transform. data.subset applies to portion only.
     """
@@ -85,9 +87,13 @@ def build_search_data(cfg: DataConfig, seed: int, *, pin_memory: bool = False, r
         n = _size(dataset)
         if cfg.subset > 0:
             n = min(n, cfg.subset)
+        order = range(n)
+        if cfg.shuffle_split:  # UnNAS: the list is shuffled with the run seed, then split
+            gen = torch.Generator().manual_seed(seed)
+            order = torch.randperm(_size(dataset), generator=gen)[:n].tolist()
         cut = math.floor(cfg.train_portion * n)
-        train = stream(dataset, range(cut), cfg.batch_size, seed)
-        val = stream(dataset, range(cut, n), val_batch, seed + 1)
+        train = stream(dataset, order[:cut], cfg.batch_size, seed)
+        val = stream(dataset, order[cut:], val_batch, seed + 1)
     elif cfg.split == "folders":
         if not isinstance(source, ImageFolderSource):
             raise DataError(

@@ -73,7 +73,8 @@ class Search:
         objective = create_objective(cfg.objective, info)
         space = create_space(cfg.space)
         model = space.build_supernet(
-            objective.input_channels(info.in_channels), info.image_size, objective.build_head
+            objective.input_channels(info.in_channels), objective.input_size(info.image_size),
+            objective.build_head,
         ).to(device)
         if dist.enabled:
             use_global_batch_norm(model)

@@ -72,8 +72,8 @@ def build_network(cfg: TrainConfig, arch: Any, info) -> tuple[nn.Module, Any]:
     """The evaluation network for `arch` and the objective whose head it carries."""
     objective = create_objective(cfg.objective, info)
     family = create_family(cfg.model.name)
-    model = family.build(arch, cfg.model, objective.input_channels(info.in_channels), info.image_size,
-                         objective.build_head)
+    model = family.build(arch, cfg.model, objective.input_channels(info.in_channels),
+                         objective.input_size(info.image_size), objective.build_head)
     return model, objective
 
 
@@ -325,7 +325,8 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
             "params": count_params(t.model),
             "params_M": round(count_params(t.model) / 1e6, 3),
             "mult_adds_M": round(count_macs(t.model, t.objective.input_channels(t.info.in_channels),
-                                            t.info.image_size) / 1e6, 2),
+                                            t.objective.input_size(t.info.image_size),
+                                            t.objective.inputs_per_sample) / 1e6, 2),
             "epochs": epochs,
             "processes": dist.world,
             "ranks_max_weight_difference": divergence,

@@ -4,9 +4,15 @@ An objective turns a raw (images, labels) batch into network inputs and targets,
 task head on top of any trunk, and owns the loss and metrics. Supervised classification is
 one objective; pretext tasks (rotation, colorization, jigsaw) are others. Strategies only ever
 call `prepare`, `loss` and `metrics`, so any strategy runs with any objective.
+
+Contract for `prepare`: it is a pure function of the batch. Second-order strategies prepare the
+same batch several times in one step (virtual step, finite-difference Hessian) and random search
+scores every candidate on the same batches, so an objective that draws random choices (jigsaw)
+seeds them from the batch itself (`batch_seed`), never from a global RNG.
 """
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 
 import torch
@@ -20,10 +26,15 @@ OBJECTIVES: Registry["Objective"] = Registry("objective")
 class Objective(ABC):
     name: str
     main_metric: str = "top1"  # what picks the best epoch (higher is better)
+    inputs_per_sample: int = 1  # network inputs that make one target (a jigsaw puzzle's tiles)
 
     def input_channels(self, data_channels: int) -> int:
         """Channels the network sees (colorization feeds only L, for instance)."""
         return data_channels
+
+    def input_size(self, image_size: int) -> int:
+        """Side of the square inputs the network sees (jigsaw feeds tiles, not whole images)."""
+        return image_size
 
     @abstractmethod
     def build_head(self, channels: int) -> nn.Module:
@@ -53,6 +64,20 @@ class Objective(ABC):
         """Split-level metrics from the summed `metric_sums` (default: means over the samples)."""
         n = max(sums.get("samples", 0.0), 1.0)
         return {k: v / n for k, v in sums.items() if k != "samples"}
+
+
+def batch_seed(images: torch.Tensor, salt: str = "") -> int:
+    """A 63-bit seed that depends only on the batch content (up to 4096 evenly spread values).
+
+    Device- and dtype-independent for the same values, cheap for large batches.
+    """
+    flat = images.detach().reshape(-1)
+    n = flat.numel()
+    if n > 4096:
+        flat = flat[torch.linspace(0, n - 1, 4096, device=flat.device).long()]
+    sample = flat.to("cpu", torch.float64).numpy().tobytes()
+    digest = hashlib.blake2b(sample + f"{tuple(images.shape)}:{salt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 def create_objective(cfg, info) -> Objective:

@@ -140,6 +140,7 @@ def cmd_generate(args) -> int:
         print(f"  {r['short']}")
     if results:
         print(f"figure: {results[0]['figure']}")
+    return 0
 
 
 def cmd_plot(args) -> int:

@@ -24,6 +24,14 @@ def tiny_search(strategy: str, objective: str, order: int) -> Search:
     cfg.space.init_channels, cfg.space.layers = 4, 3
     if strategy == "pcdarts":  # C/K = 2 crashes the fast supernet's backward (reported), so C/K = 4
         cfg.space.init_channels, cfg.space.partial_channels = 8, 2
+    if strategy == "sgnas":  # its own space; one supernet step, then one generator step
+        cfg.space.name = "mobile-unified"
+        m = cfg.space.mobile
+        m.layout, m.depths, m.widths, m.head_channels = "cifar", [1] * 6, [4, 4, 8, 8, 8, 8], 8
+        m.stem_channels = m.first_channels = 4
+        cfg.steps_per_epoch, cfg.strategy.warmup_epochs = 2, 0.5
+        g = cfg.strategy.sgnas
+        g.low_flops, g.high_flops, g.target_step, g.eval_step, g.prior_tolerance = 0.02, 0.04, 0.002, 0.005, 0.002
     cfg.strategy.name, cfg.strategy.order = strategy, order
     cfg.strategy.num_candidates, cfg.strategy.candidate_batches = 2, 1
     cfg.objective.name = objective
@@ -48,9 +56,10 @@ def test_strategy_takes_a_step_with_objective(strategy, objective, order):
     s = tiny_search(strategy, objective, order)
     weights = [p.detach().clone() for p in s.model.parameters()]
     arch = [p.detach().clone() for p in s.strategy.parameters()]
-    metrics = s.strategy.step(s.context(0), s.next_train())
+    for step in range(2 if strategy == "sgnas" else 1):
+        metrics = s.strategy.step(s.context(step), s.next_train())
     assert metrics and all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
-    assert "train_loss" in metrics
+    assert "train_loss" in metrics or "gen_loss" in metrics
     assert any(not torch.equal(a, p) for a, p in zip(weights, s.model.parameters()))
     if arch:
         assert any(not torch.equal(a, p) for a, p in zip(arch, s.strategy.parameters()))

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.spaces.darts.genotype import edge_sources
-from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, ReLUConvBN, Zero, create_op
+from archsearch.spaces.darts.kernels import shared_bn
+from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, PoolBN, ReLUConvBN, Zero, create_op
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -45,17 +46,19 @@ class MixedEdge(nn.Module):
         self.ops = nn.ModuleList(
             create_op(n, channels // partial, stride, affine=False, search=True) for n in op_names
         )
+        self.op_names = list(op_names)
         self.takes_relu = [hasattr(op, "from_relu") for op in self.ops]
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, active: Optional[list[int]] = None,
-                xr: Optional[torch.Tensor] = None):
-        """`xr`, when given, is relu of the channels the ops see, shared by the ops that start with a ReLU."""
+                xr: Optional[torch.Tensor] = None, shared: Optional[dict[str, torch.Tensor]] = None):
+        """Fast path only: `xr` is relu of the channels the ops see, shared by the ops that start
+        with a ReLU (which also fold their weight into their last BN); `shared` maps op names to
+        outputs already computed for this input (parameter-free ops)."""
         k = self.partial
         xa = x[:, : x.shape[1] // k] if k > 1 else x
         idx = range(len(self.ops)) if active is None else active
         if len(idx):
-            y = sum(w[i] * (self.ops[i].from_relu(xr) if xr is not None and self.takes_relu[i]
-                            else self.ops[i](xa)) for i in idx)
+            y = sum(self._term(i, w[i], xa, xr, shared) for i in idx)
         else:  # every weight is zero: the edge contributes zeros (plus the bypass)
             y = xa[:, :, :: self.stride, :: self.stride].mul(0.0)
         if k == 1:
@@ -64,6 +67,13 @@ class MixedEdge(nn.Module):
         if self.stride == 2:
             xb = F.max_pool2d(xb, 2, 2)
         return channel_shuffle(torch.cat([y, xb], dim=1), k)
+
+    def _term(self, i, wi, xa, xr, shared):
+        if shared is not None and self.op_names[i] in shared:
+            return wi * shared[self.op_names[i]]
+        if xr is not None and self.takes_relu[i]:
+            return self.ops[i].from_relu(xr, wi)
+        return wi * self.ops[i](xa)
 
 
 class SearchCell(nn.Module):
@@ -76,16 +86,19 @@ class SearchCell(nn.Module):
             else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
         )
         self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        sources = edge_sources(nodes)
         self.edges = nn.ModuleList(
             MixedEdge(op_names[e], c, 2 if reduction and src < 2 else 1, partial)
-            for e, (_, src) in enumerate(edge_sources(nodes))
+            for e, (_, src) in enumerate(sources)
         )
+        self.edges_from = [[e for e, (_, src) in enumerate(sources) if src == j] for j in range(2 + nodes)]
 
     def forward(self, s0, s1, w, edge_w=None, active=None):
-        """`active` (fast path) lists the ops to run per edge; relu of each state is then computed
-        once and shared by every op and edge that reads it."""
+        """`active` (fast path) lists the ops to run per edge; relu of each state and its pooled
+        outputs are then computed once and shared by every edge that reads the state."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relus: dict[int, torch.Tensor] = {}
+        pools: dict[int, dict[str, torch.Tensor]] = {}
         c_ops = states[0].shape[1] // self.edges[0].partial
         e = 0
         for i in range(self.nodes):
@@ -96,11 +109,27 @@ class SearchCell(nn.Module):
                 else:
                     if j not in relus:
                         relus[j] = F.relu(states[j][:, :c_ops])
-                    out = self.edges[e](states[j], w[e], active[e], relus[j])
+                        pools[j] = self._shared_pools(j, states[j][:, :c_ops], active)
+                    out = self.edges[e](states[j], w[e], active[e], relus[j], pools[j])
                 total = total + (out if edge_w is None else edge_w[e] * out)
                 e += 1
             states.append(total)
         return torch.cat(states[2:], dim=1)
+
+    def _shared_pools(self, j: int, x: torch.Tensor, active) -> dict[str, torch.Tensor]:
+        """Per pool op name, pool + BN of state j computed once for every edge running it."""
+        groups: dict[str, list[PoolBN]] = {}
+        for e in self.edges_from[j]:
+            edge = self.edges[e]
+            for i in active[e]:
+                if isinstance(edge.ops[i], PoolBN):
+                    groups.setdefault(edge.op_names[i], []).append(edge.ops[i])
+        out = {}
+        for name, ops in groups.items():
+            y = shared_bn([op[1] for op in ops], ops[0][0](x))
+            if y is not None:
+                out[name] = y
+        return out
 
 
 def cifar_stem(in_channels: int, c: int) -> nn.Module:

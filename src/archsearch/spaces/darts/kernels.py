@@ -1,0 +1,102 @@
+"""Building blocks of the fast supernet path; each computes exactly what the plain module does.
+
+* `dilated_depthwise`: a dilation-2 depthwise conv whose backward avoids oneDNN's slow dilated
+  kernels (forward and input gradient stay dilated convs, which are fast; the weight gradient
+  is an undilated one over the four pixel phases stacked on the batch axis).
+* `scaled_bn`: w * BN(x) as one batch norm whose (otherwise absent) gain is w, so the weighted
+  sum of a mixed edge costs no extra pass over the activations.
+* `shared_bn`: several affine-free BNs that see the same input (the pools of every edge leaving
+  one state) normalise it once; each module's running statistics are still updated.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def to_phases(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (4N, C, H/2, W/2), channels-last: pixel phase (a, b) becomes batch block
+    2a + b, so that a dilation-2 conv on x is an undilated conv on the result."""
+    n, c, h, w = x.shape
+    y = x.permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c).permute(2, 4, 0, 1, 3, 5)
+    return y.reshape(4 * n, h // 2, w // 2, c).permute(0, 3, 1, 2)
+
+
+class _DilatedDepthwise(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, pad: int):
+        ctx.save_for_backward(x, weight)
+        ctx.pad = pad
+        return F.conv2d(x, weight, None, 1, pad, 2, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        pad, c = ctx.pad, weight.shape[0]
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:  # transposed "same" conv = correlation with the flipped kernel
+            grad_x = F.conv2d(grad, weight.flip((2, 3)), None, 1, pad, 2, c)
+        if ctx.needs_input_grad[1]:
+            g, xp = to_phases(grad), to_phases(x)
+            grad_w = torch.ops.aten.convolution_backward(
+                g, xp, weight, None, [1, 1], [pad // 2] * 2, [1, 1], False, [0, 0], c,
+                [False, True, False],
+            )[1]
+        return grad_x, grad_w, None
+
+
+def dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """`conv` (depthwise, dilation 2, "same" padding) applied to x with even height and width.
+
+    With stride 2 only pixel phase (0, 0) is read, so it is an undilated conv on x[::2, ::2].
+    """
+    pad = conv.padding[0]
+    if conv.stride[0] == 2:
+        return F.conv2d(x[:, :, ::2, ::2], conv.weight, None, 1, pad // 2, 1, conv.groups)
+    return _DilatedDepthwise.apply(x, conv.weight, pad)
+
+
+def _momentum(bn: nn.BatchNorm2d) -> float:
+    """The factor nn.BatchNorm2d uses for its running averages (after counting this batch)."""
+    bn.num_batches_tracked.add_(1)
+    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+
+
+def _batch_stats(bn: nn.BatchNorm2d) -> bool:
+    return bn.training or bn.running_mean is None
+
+
+def scaled_bn(bn: nn.BatchNorm2d, x: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
+    """scale * bn(x) for an affine-free `bn`, with scale folded into the normalisation."""
+    if scale is None:
+        return bn(x)
+    if bn.affine:
+        return scale * bn(x)
+    m = 0.0
+    if bn.training and bn.track_running_stats:
+        m = _momentum(bn)
+    # materialised: the channels-last CPU BN backward misreads a stride-0 (expanded) weight
+    gain = scale.expand(x.shape[1]).contiguous()
+    return F.batch_norm(x, bn.running_mean, bn.running_var, gain, None, _batch_stats(bn), m, bn.eps)
+
+
+def shared_bn(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor) -> Optional[torch.Tensor]:
+    """bn(x), identical for every bn in `bns` (affine-free, training mode); each one's running
+    statistics are updated as if it had run. None when the modules would not agree (eval mode)."""
+    if not all(bn.training and not bn.affine and bn.track_running_stats for bn in bns):
+        return None
+    eps = bns[0].eps
+    if any(bn.eps != eps for bn in bns):
+        return None
+    out, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
+    n = x.numel() // x.shape[1]
+    with torch.no_grad():
+        var = (invstd.pow(-2) - eps) * (n / max(n - 1, 1))  # unbiased, as BatchNorm2d stores
+        for bn in bns:
+            m = _momentum(bn)
+            bn.running_mean.lerp_(mean, m)
+            bn.running_var.lerp_(var, m)
+    return out

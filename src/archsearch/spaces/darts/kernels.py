@@ -3,6 +3,7 @@
 * `dilated_depthwise`: a dilation-2 depthwise conv whose backward avoids oneDNN's slow dilated
   kernels (forward and input gradient stay dilated convs, which are fast; the weight gradient
   is an undilated one over the four pixel phases stacked on the batch axis).
+* `pointwise`: a 1x1 conv as a GEMM on the channels-last layout.
 * `scaled_bn`: w * BN(x) as one batch norm whose (otherwise absent) gain is w, so the weighted
   sum of a mixed edge costs no extra pass over the activations.
 * `shared_bn`: several affine-free BNs that see the same input (the pools of every edge leaving
@@ -15,6 +16,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 
 
 def to_phases(x: torch.Tensor) -> torch.Tensor:
@@ -23,6 +25,15 @@ def to_phases(x: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     y = x.permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c).permute(2, 4, 0, 1, 3, 5)
     return y.reshape(4 * n, h // 2, w // 2, c).permute(0, 3, 1, 2)
+
+
+def _engine_wants(t: torch.Tensor) -> bool:
+    """Inside a backward: whether the gradient of non-leaf `t` is used by this backward call
+    (autograd.grad on the architecture weights alone does not want the network weights')."""
+    try:
+        return torch._C._will_engine_execute_node(get_gradient_edge(t).node)
+    except (RuntimeError, AttributeError):  # not determinable: compute it
+        return True
 
 
 class _DilatedDepthwise(torch.autograd.Function):
@@ -39,13 +50,38 @@ class _DilatedDepthwise(torch.autograd.Function):
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:  # transposed "same" conv = correlation with the flipped kernel
             grad_x = F.conv2d(grad, weight.flip((2, 3)), None, 1, pad, 2, c)
-        if ctx.needs_input_grad[1]:
-            g, xp = to_phases(grad), to_phases(x)
-            grad_w = torch.ops.aten.convolution_backward(
-                g, xp, weight, None, [1, 1], [pad // 2] * 2, [1, 1], False, [0, 0], c,
-                [False, True, False],
-            )[1]
+        if ctx.needs_input_grad[1] and _engine_wants(weight):
+            grad_w = depthwise_weight_grad(to_phases(grad), to_phases(x), weight, pad // 2)
         return grad_x, grad_w, None
+
+
+def _dw_weight_grad(grad, x, weight, pad: int) -> torch.Tensor:
+    c = weight.shape[0]
+    return torch.ops.aten.convolution_backward(
+        grad, x, weight, None, [1, 1], [pad, pad], [1, 1], False, [0, 0], c, [False, True, False]
+    )[1]
+
+
+def depthwise_weight_grad(grad, x, weight, pad: int) -> torch.Tensor:
+    """Weight gradient of a stride-1 "same" depthwise conv.
+
+    oneDNN has a fast depthwise weight-gradient kernel only for 3x3; on maps of at most 4x4 the
+    generic one is so slow that tiling a larger kernel with 3x3 windows of the padded input
+    (each an unpadded 3x3 weight gradient) is faster.
+    """
+    k = weight.shape[-1]
+    h, w = x.shape[-2:]
+    if k <= 3 or h * w > 16:
+        return _dw_weight_grad(grad, x, weight, pad)
+    xp = F.pad(x, (pad, pad, pad, pad))
+    out = torch.empty_like(weight)
+    w3 = weight[:, :, :3, :3]
+    starts = sorted(set(range(0, k - 2, 3)) | {k - 3})
+    for a in starts:
+        for b in starts:
+            win = xp[:, :, a: a + h + 2, b: b + w + 2].contiguous(memory_format=torch.channels_last)
+            out[:, :, a: a + 3, b: b + 3] = _dw_weight_grad(grad, win, w3, 0)
+    return out
 
 
 def dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -56,7 +92,17 @@ def dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     pad = conv.padding[0]
     if conv.stride[0] == 2:
         return F.conv2d(x[:, :, ::2, ::2], conv.weight, None, 1, pad // 2, 1, conv.groups)
-    return _DilatedDepthwise.apply(x, conv.weight, pad)
+    w = conv.weight
+    if w.requires_grad and torch.is_grad_enabled():
+        w = w.view_as(w)  # a non-leaf, so that backward can ask whether its gradient is wanted
+    return _DilatedDepthwise.apply(x, w, pad)
+
+
+def pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A bias-free 1x1 conv as a matrix product over the channels of a channels-last map:
+    oneDNN's 1x1 backward is several times slower than the two GEMMs it amounts to."""
+    w = conv.weight.view(conv.out_channels, conv.in_channels)
+    return F.linear(x.permute(0, 2, 3, 1), w).permute(0, 3, 1, 2)
 
 
 def _momentum(bn: nn.BatchNorm2d) -> float:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.registry import Registry
-from archsearch.spaces.darts.kernels import dilated_depthwise, scaled_bn
+from archsearch.spaces.darts.kernels import dilated_depthwise, pointwise, scaled_bn
 
 # factory(C, stride, affine, search) -> nn.Module
 OPS: Registry[nn.Module] = Registry("operation")
@@ -75,7 +75,7 @@ class DilConv(nn.Sequential):
         _, dw, pw, bn = self
         even = xr.shape[-1] % 2 == 0 and xr.shape[-2] % 2 == 0
         y = dilated_depthwise(xr, dw) if self.fast and dw.dilation[0] == 2 and even else dw(xr)
-        return scaled_bn(bn, pw(y), scale)
+        return scaled_bn(bn, pointwise(y, pw) if self.fast else pw(y), scale)
 
 
 class SepConv(nn.Sequential):

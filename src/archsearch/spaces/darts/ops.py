@@ -40,12 +40,22 @@ class Noise(nn.Module):
 
 
 class ReLUConvBN(nn.Sequential):
+    """`fast` (set by the fast supernet) runs a 1x1 stride-1 conv as a GEMM (kernels.pointwise)."""
+
+    fast = False
+
     def __init__(self, c_in, c_out, kernel, stride, padding, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
+
+    def forward(self, x):
+        relu, conv, bn = self
+        if self.fast and conv.kernel_size == (1, 1) and conv.stride == (1, 1):
+            return bn(pointwise(relu(x), conv))
+        return super().forward(x)
 
 
 class DilConv(nn.Sequential):

@@ -5,11 +5,12 @@ as a dict {"normal": (edges, ops), "reduce": (edges, ops)} and, for edge normali
 {"normal_edges": (edges,), "reduce_edges": (edges,)}; the strategy decides where they come from.
 
 Two formulations are kept: `reference` evaluates every candidate of every edge and sums them
-(the papers' code); `fast` runs channels-last, computes dilated convs on pixel phases
-(ops.dilated_depthwise), computes relu of each cell state once for every op and edge reading it,
-never runs the `none` op (its output is zero), and skips candidates whose
-weight is exactly zero when no gradient is wanted for the weights (one-hot paths). Both compute
-the same function.
+(the papers' code); `fast` runs channels-last, computes relu of each cell state once for every
+op and edge reading it, computes the pools (+ BN) of each state once for every edge reading it,
+folds each op's architecture weight into its final BN, runs 1x1 convs as GEMMs and dilated convs
+with a phase-decomposed backward (kernels.py), never runs the `none` op (its output is zero),
+and skips candidates whose weight is exactly zero when no gradient is wanted for the weights
+(one-hot paths). Both compute the same function.
 """
 from __future__ import annotations
 
@@ -213,7 +214,7 @@ class DartsSupernet(nn.Module):
             raise ValueError(f"impl must be fast or reference, got {value!r}")
         self._impl = value
         for m in self.modules():
-            if isinstance(m, DilConv):
+            if isinstance(m, (DilConv, ReLUConvBN)):
                 m.fast = value == "fast"
 
     def features(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:

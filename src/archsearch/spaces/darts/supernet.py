@@ -14,7 +14,7 @@ and skips candidates whose weight is exactly zero when no gradient is wanted for
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,15 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Output channel c*groups + g takes input channel g*(C/groups) + c."""
     n, c, h, w = x.shape
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def add_all(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Sum of a non-empty sequence without sum()'s extra pass for 0 + first."""
+    it = iter(tensors)
+    total = next(it)
+    for t in it:
+        total = total + t
+    return total
 
 
 class MixedEdge(nn.Module):
@@ -58,8 +67,10 @@ class MixedEdge(nn.Module):
         k = self.partial
         xa = x[:, : x.shape[1] // k] if k > 1 else x
         idx = range(len(self.ops)) if active is None else active
-        if len(idx):
-            y = sum(self._term(i, w[i], xa, xr, shared) for i in idx)
+        if active is None:  # the papers' formulation
+            y = sum(w[i] * op(xa) for i, op in enumerate(self.ops))
+        elif len(idx):
+            y = add_all(self._term(i, w[i], xa, xr, shared) for i in idx)
         else:  # every weight is zero: the edge contributes zeros (plus the bypass)
             y = xa[:, :, :: self.stride, :: self.stride].mul(0.0)
         if k == 1:
@@ -103,7 +114,7 @@ class SearchCell(nn.Module):
         c_ops = states[0].shape[1] // self.edges[0].partial
         e = 0
         for i in range(self.nodes):
-            total = 0
+            terms = []
             for j in range(2 + i):
                 if active is None:
                     out = self.edges[e](states[j], w[e])
@@ -112,9 +123,9 @@ class SearchCell(nn.Module):
                         relus[j] = F.relu(states[j][:, :c_ops])
                         pools[j] = self._shared_pools(j, states[j][:, :c_ops], active)
                     out = self.edges[e](states[j], w[e], active[e], relus[j], pools[j])
-                total = total + (out if edge_w is None else edge_w[e] * out)
+                terms.append(out if edge_w is None else edge_w[e] * out)
                 e += 1
-            states.append(total)
+            states.append(sum(terms) if active is None else add_all(terms))
         return torch.cat(states[2:], dim=1)
 
     def _shared_pools(self, j: int, x: torch.Tensor, active) -> dict[str, torch.Tensor]:

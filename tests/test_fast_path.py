@@ -118,6 +118,13 @@ def test_scaled_bn_is_weight_times_bn(fmt):
     assert bn_b.num_batches_tracked == bn_a.num_batches_tracked == 1
 
 
+def test_scaled_bn_keeps_the_activation_dtype():
+    bn = torch.nn.BatchNorm2d(4, affine=False).to(DT)
+    x = torch.randn(3, 4, 5, 5, dtype=DT)
+    w = torch.tensor(0.5)  # float32 weight, float64 network: w * bn(x) is float64
+    torch.testing.assert_close(scaled_bn(bn, x, w), w * torch.nn.BatchNorm2d(4, affine=False).to(DT)(x))
+
+
 def test_shared_bn_updates_every_module_and_defers_in_eval():
     bns = [torch.nn.BatchNorm2d(4, affine=False).to(DT) for _ in range(3)]
     solo = torch.nn.BatchNorm2d(4, affine=False).to(DT)

@@ -125,7 +125,8 @@ def scaled_bn(bn: nn.BatchNorm2d, x: torch.Tensor, scale: Optional[torch.Tensor]
     if bn.training and bn.track_running_stats:
         m = _momentum(bn)
     # materialised: the channels-last CPU BN backward misreads a stride-0 (expanded) weight
-    gain = scale.expand(x.shape[1]).contiguous()
+    # (x's dtype: a 0-dim weight times a tensor takes the tensor's dtype)
+    gain = scale.to(x.dtype).expand(x.shape[1]).contiguous()
     return F.batch_norm(x, bn.running_mean, bn.running_var, gain, None, _batch_stats(bn), m, bn.eps)
 
 
@@ -135,10 +136,10 @@ def shared_bn(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor) -> Optional[torch.
     if not all(bn.training and not bn.affine and bn.track_running_stats for bn in bns):
         return None
     eps = bns[0].eps
-    if any(bn.eps != eps for bn in bns):
+    n = x.numel() // x.shape[1]
+    if n < 2 or any(bn.eps != eps for bn in bns):  # n < 2: let each module raise as it would
         return None
     out, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
-    n = x.numel() // x.shape[1]
     with torch.no_grad():
         var = (invstd.pow(-2) - eps) * (n / max(n - 1, 1))  # unbiased, as BatchNorm2d stores
         for bn in bns:

@@ -29,6 +29,7 @@ class PathResult:
     gflops: float
     saved_mb: float
     cuda_peak_mb: float
+    cpu_step_ms: float  # process CPU time of a search step: robust to other jobs on a shared host
 
 
 def _sync(device):
@@ -36,18 +37,19 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _timed_steps(s: Search, batch, steps: int, arch: bool) -> float:
+def _timed_steps(s: Search, batch, steps: int, arch: bool) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) per step."""
     s.strategy.cfg.warmup_epochs = 0.0 if arch else float("inf")
     ctx = s.context(0)
     ctx.next_val = lambda: batch
     for _ in range(2):  # warm-up: allocator, caches, compiled kernels
         s.strategy.step(ctx, batch)
     _sync(s.device)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(steps):
         s.strategy.step(ctx, batch)
     _sync(s.device)
-    return (time.perf_counter() - t) / steps
+    return (time.perf_counter() - t) / steps, (time.process_time() - c) / steps
 
 
 def _saved_bytes(s: Search, batch) -> int:
@@ -82,13 +84,14 @@ def bench_path(s: Search, impl: str, batch, steps: int, flops: int) -> PathResul
     s.model.train()
     if s.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(s.device)
-    total = _timed_steps(s, batch, steps, arch=True)
-    weight = _timed_steps(s, batch, steps, arch=False)
+    total, total_cpu = _timed_steps(s, batch, steps, arch=True)
+    weight, _ = _timed_steps(s, batch, steps, arch=False)
     cuda_peak = torch.cuda.max_memory_allocated(s.device) / 2**20 if s.device.type == "cuda" else 0.0
     return PathResult(
         impl=impl, weight_ms=weight * 1e3, arch_ms=(total - weight) * 1e3,
         images_per_s=batch[0].shape[0] / total, gflop_per_step=flops / 1e9,
         gflops=flops / 1e9 / total, saved_mb=_saved_bytes(s, batch) / 2**20, cuda_peak_mb=cuda_peak,
+        cpu_step_ms=total_cpu * 1e3,
     )
 
 
@@ -112,15 +115,16 @@ def format_results(cfg: SearchConfig, results: list[PathResult]) -> str:
         f"K={cfg.space.partial_channels} strategy={cfg.strategy.name}/order{cfg.strategy.order} "
         f"batch={x.batch_size} data={x.name} device={cfg.device} threads={torch.get_num_threads()}",
         f"{'path':10s} {'weight ms':>10s} {'arch ms':>10s} {'step ms':>10s} {'img/s':>8s} "
-        f"{'GFLOP/step':>11s} {'GFLOP/s':>8s} {'saved MB':>9s} {'cuda MB':>8s}",
+        f"{'GFLOP/step':>11s} {'GFLOP/s':>8s} {'saved MB':>9s} {'cuda MB':>8s} {'cpu ms':>9s}",
     ]
     for r in results:
         lines.append(
             f"{r.impl:10s} {r.weight_ms:10.1f} {r.arch_ms:10.1f} {r.weight_ms + r.arch_ms:10.1f} "
             f"{r.images_per_s:8.1f} {r.gflop_per_step:11.2f} {r.gflops:8.2f} {r.saved_mb:9.1f} "
-            f"{r.cuda_peak_mb:8.1f}"
+            f"{r.cuda_peak_mb:8.1f} {r.cpu_step_ms:9.1f}"
         )
     ref, fast = results
     lines.append(f"speed-up (search step, reference/fast): "
-                 f"{(ref.weight_ms + ref.arch_ms) / (fast.weight_ms + fast.arch_ms):.2f}x")
+                 f"{(ref.weight_ms + ref.arch_ms) / (fast.weight_ms + fast.arch_ms):.2f}x wall, "
+                 f"{ref.cpu_step_ms / fast.cpu_step_ms:.2f}x process CPU time")
     return "\n".join(lines)

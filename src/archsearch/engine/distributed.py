@@ -157,7 +157,9 @@ def global_batch_norm(x: torch.Tensor, running_mean, running_var, weight, bias, 
     var = (moments[c: 2 * c] / n - mean * mean).clamp_min(0.0)
     y = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var + eps).view(1, c, 1, 1)
     if weight is not None:
-        y = y * weight.view(1, c, 1, 1) + bias.view(1, c, 1, 1)
+        y = y * weight.view(1, c, 1, 1)
+    if bias is not None:
+        y = y + bias.view(1, c, 1, 1)
     if running_mean is not None:
         with torch.no_grad():
             if num_batches_tracked is not None:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.registry import Registry
+from archsearch.spaces.darts.kernels import dilated_depthwise, pointwise, scaled_bn
 
 # factory(C, stride, affine, search) -> nn.Module
 OPS: Registry[nn.Module] = Registry("operation")
@@ -39,6 +40,10 @@ class Noise(nn.Module):
 
 
 class ReLUConvBN(nn.Sequential):
+    """`fast` (set by the fast supernet) runs a 1x1 stride-1 conv as a GEMM (kernels.pointwise)."""
+
+    fast = False
+
     def __init__(self, c_in, c_out, kernel, stride, padding, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
@@ -46,29 +51,20 @@ class ReLUConvBN(nn.Sequential):
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
-
-def dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """A dilation-2 depthwise conv computed as an undilated one on the four pixel phases.
-
-    y[2i+a, 2j+b] only reads x[2i'+a, 2j'+b], so after pixel_unshuffle every phase is an
-    ordinary k x k depthwise conv (same kernel) with half the padding; with stride 2 only phase
-    (0, 0) is read. Same function, but the undilated kernels are several times faster on CPU.
-    """
-    pad = conv.padding[0] // 2
-    if conv.stride[0] == 2:
-        return F.conv2d(x[:, :, ::2, ::2], conv.weight, None, 1, pad, 1, conv.groups)
-    c = x.shape[1]
-    w = conv.weight.repeat_interleave(4, dim=0)
-    y = F.conv2d(F.pixel_unshuffle(x, 2), w, None, 1, pad, 1, 4 * c)
-    return F.pixel_shuffle(y, 2)
+    def forward(self, x):
+        relu, conv, bn = self
+        if self.fast and conv.kernel_size == (1, 1) and conv.stride == (1, 1):
+            return bn(pointwise(relu(x), conv))
+        return super().forward(x)
 
 
 class DilConv(nn.Sequential):
     """Dilated depthwise-separable conv, applied once.
 
     `fast` (set by the fast supernet) computes dilation-2 convs on even maps through
-    `dilated_depthwise`; `from_relu` lets a caller that already holds relu(x) share it between
-    ops. The plain forward is the papers' formulation.
+    `kernels.dilated_depthwise`; `from_relu` lets a caller that already holds relu(x) share it
+    between ops, and folds an architecture weight into the final BN. The plain forward is the
+    papers' formulation.
     """
 
     fast = False
@@ -84,11 +80,12 @@ class DilConv(nn.Sequential):
     def forward(self, x):
         return self.from_relu(self[0](x)) if self.fast else super().forward(x)
 
-    def from_relu(self, xr):
+    def from_relu(self, xr, scale=None):
+        """scale * op(x) given xr = relu(x)."""
         _, dw, pw, bn = self
         even = xr.shape[-1] % 2 == 0 and xr.shape[-2] % 2 == 0
         y = dilated_depthwise(xr, dw) if self.fast and dw.dilation[0] == 2 and even else dw(xr)
-        return bn(pw(y))
+        return scaled_bn(bn, pointwise(y, pw) if self.fast else pw(y), scale)
 
 
 class SepConv(nn.Sequential):
@@ -100,8 +97,8 @@ class SepConv(nn.Sequential):
             DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
         )
 
-    def from_relu(self, xr):
-        return self[1](self[0].from_relu(xr))
+    def from_relu(self, xr, scale=None):
+        return self[1].from_relu(F.relu(self[0].from_relu(xr)), scale)
 
 
 class FactorizedReduce(nn.Module):
@@ -123,11 +120,11 @@ class FactorizedReduce(nn.Module):
     def forward(self, x):
         return self.from_relu(self.relu(x))
 
-    def from_relu(self, xr):
+    def from_relu(self, xr, scale=None):
         h, w = xr.shape[-2:]
         if h % 2 or w % 2:
             xr = F.pad(xr, (0, w % 2, 0, h % 2))
-        return self.bn(torch.cat([self.conv_1(xr), self.conv_2(xr[:, :, 1:, 1:])], dim=1))
+        return scaled_bn(self.bn, torch.cat([self.conv_1(xr), self.conv_2(xr[:, :, 1:, 1:])], dim=1), scale)
 
 
 class Conv7x1x1x7(nn.Sequential):
@@ -140,10 +137,15 @@ class Conv7x1x1x7(nn.Sequential):
         )
 
 
+class PoolBN(nn.Sequential):
+    """Pool then affine-free BN (search network). Parameter-free, so the fast supernet computes
+    it once per cell state and shares it between the edges leaving that state."""
+
+
 def _pool(pool: Callable[[], nn.Module]):
     def make(c, stride, affine, search):
         # The search network normalises pool outputs like every other candidate (see docstring).
-        return nn.Sequential(pool(stride), nn.BatchNorm2d(c, affine=False)) if search else pool(stride)
+        return PoolBN(pool(stride), nn.BatchNorm2d(c, affine=False)) if search else pool(stride)
 
     return make
 

@@ -5,15 +5,16 @@ as a dict {"normal": (edges, ops), "reduce": (edges, ops)} and, for edge normali
 {"normal_edges": (edges,), "reduce_edges": (edges,)}; the strategy decides where they come from.
 
 Two formulations are kept: `reference` evaluates every candidate of every edge and sums them
-(the papers' code); `fast` runs channels-last, computes dilated convs on pixel phases
-(ops.dilated_depthwise), computes relu of each cell state once for every op and edge reading it,
-never runs the `none` op (its output is zero), and skips candidates whose
-weight is exactly zero when no gradient is wanted for the weights (one-hot paths). Both compute
-the same function.
+(the papers' code); `fast` runs channels-last, computes relu of each cell state once for every
+op and edge reading it, computes the pools (+ BN) of each state once for every edge reading it,
+folds each op's architecture weight into its final BN, runs 1x1 convs as GEMMs and dilated convs
+with a phase-decomposed backward (kernels.py), never runs the `none` op (its output is zero),
+and skips candidates whose weight is exactly zero when no gradient is wanted for the weights
+(one-hot paths). Both compute the same function.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,13 +22,23 @@ from torch import nn
 
 from archsearch.errors import ConfigError
 from archsearch.spaces.darts.genotype import edge_sources
-from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, ReLUConvBN, Zero, create_op
+from archsearch.spaces.darts.kernels import shared_bn
+from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, PoolBN, ReLUConvBN, Zero, create_op
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Output channel c*groups + g takes input channel g*(C/groups) + c."""
     n, c, h, w = x.shape
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def add_all(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Sum of a non-empty sequence without sum()'s extra pass for 0 + first."""
+    it = iter(tensors)
+    total = next(it)
+    for t in it:
+        total = total + t
+    return total
 
 
 class MixedEdge(nn.Module):
@@ -46,17 +57,21 @@ class MixedEdge(nn.Module):
         self.ops = nn.ModuleList(
             create_op(n, channels // partial, stride, affine=False, search=True) for n in op_names
         )
+        self.op_names = list(op_names)
         self.takes_relu = [hasattr(op, "from_relu") for op in self.ops]
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, active: Optional[list[int]] = None,
-                xr: Optional[torch.Tensor] = None):
-        """`xr`, when given, is relu of the channels the ops see, shared by the ops that start with a ReLU."""
+                xr: Optional[torch.Tensor] = None, shared: Optional[dict[str, torch.Tensor]] = None):
+        """Fast path only: `xr` is relu of the channels the ops see, shared by the ops that start
+        with a ReLU (which also fold their weight into their last BN); `shared` maps op names to
+        outputs already computed for this input (parameter-free ops)."""
         k = self.partial
         xa = x[:, : x.shape[1] // k] if k > 1 else x
         idx = range(len(self.ops)) if active is None else active
-        if len(idx):
-            y = sum(w[i] * (self.ops[i].from_relu(xr) if xr is not None and self.takes_relu[i]
-                            else self.ops[i](xa)) for i in idx)
+        if active is None:  # the papers' formulation
+            y = sum(w[i] * op(xa) for i, op in enumerate(self.ops))
+        elif len(idx):
+            y = add_all(self._term(i, w[i], xa, xr, shared) for i in idx)
         else:  # every weight is zero: the edge contributes zeros (plus the bypass)
             y = xa[:, :, :: self.stride, :: self.stride].mul(0.0)
         if k == 1:
@@ -65,6 +80,13 @@ class MixedEdge(nn.Module):
         if self.stride == 2:
             xb = F.max_pool2d(xb, 2, 2)
         return channel_shuffle(torch.cat([y, xb], dim=1), k)
+
+    def _term(self, i, wi, xa, xr, shared):
+        if shared is not None and self.op_names[i] in shared:
+            return wi * shared[self.op_names[i]]
+        if xr is not None and self.takes_relu[i]:
+            return self.ops[i].from_relu(xr, wi)
+        return wi * self.ops[i](xa)
 
 
 class SearchCell(nn.Module):
@@ -77,31 +99,50 @@ class SearchCell(nn.Module):
             else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
         )
         self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        sources = edge_sources(nodes)
         self.edges = nn.ModuleList(
             MixedEdge(op_names[e], c, 2 if reduction and src < 2 else 1, partial)
-            for e, (_, src) in enumerate(edge_sources(nodes))
+            for e, (_, src) in enumerate(sources)
         )
+        self.edges_from = [[e for e, (_, src) in enumerate(sources) if src == j] for j in range(2 + nodes)]
 
     def forward(self, s0, s1, w, edge_w=None, active=None):
-        """`active` (fast path) lists the ops to run per edge; relu of each state is then computed
-        once and shared by every op and edge that reads it."""
+        """`active` (fast path) lists the ops to run per edge; relu of each state and its pooled
+        outputs are then computed once and shared by every edge that reads the state."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relus: dict[int, torch.Tensor] = {}
+        pools: dict[int, dict[str, torch.Tensor]] = {}
         c_ops = states[0].shape[1] // self.edges[0].partial
         e = 0
         for i in range(self.nodes):
-            total = 0
+            terms = []
             for j in range(2 + i):
                 if active is None:
                     out = self.edges[e](states[j], w[e])
                 else:
                     if j not in relus:
                         relus[j] = F.relu(states[j][:, :c_ops])
-                    out = self.edges[e](states[j], w[e], active[e], relus[j])
-                total = total + (out if edge_w is None else edge_w[e] * out)
+                        pools[j] = self._shared_pools(j, states[j][:, :c_ops], active)
+                    out = self.edges[e](states[j], w[e], active[e], relus[j], pools[j])
+                terms.append(out if edge_w is None else edge_w[e] * out)
                 e += 1
-            states.append(total)
+            states.append(sum(terms) if active is None else add_all(terms))
         return torch.cat(states[2:], dim=1)
+
+    def _shared_pools(self, j: int, x: torch.Tensor, active) -> dict[str, torch.Tensor]:
+        """Per pool op name, pool + BN of state j computed once for every edge running it."""
+        groups: dict[str, list[PoolBN]] = {}
+        for e in self.edges_from[j]:
+            edge = self.edges[e]
+            for i in active[e]:
+                if isinstance(edge.ops[i], PoolBN):
+                    groups.setdefault(edge.op_names[i], []).append(edge.ops[i])
+        out = {}
+        for name, ops in groups.items():
+            y = shared_bn([op[1] for op in ops], ops[0][0](x))
+            if y is not None:
+                out[name] = y
+        return out
 
 
 def cifar_stem(in_channels: int, c: int) -> nn.Module:
@@ -190,7 +231,7 @@ class DartsSupernet(nn.Module):
             raise ValueError(f"impl must be fast or reference, got {value!r}")
         self._impl = value
         for m in self.modules():
-            if isinstance(m, DilConv):
+            if isinstance(m, (DilConv, ReLUConvBN)):
                 m.fast = value == "fast"
 
     def features(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,141 @@
+"""The fast supernet path computes the reference function: per op, per cell kind, per partial
+channel setting, soft and one-hot weights, training and eval mode; and its kernels one by one."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from archsearch.objectives.supervised import classifier_head
+from archsearch.spaces.darts.kernels import (
+    depthwise_weight_grad,
+    dilated_depthwise,
+    pointwise,
+    scaled_bn,
+    shared_bn,
+)
+from archsearch.spaces.darts.ops import DARTS_OPS
+from archsearch.spaces.darts.supernet import DartsSupernet
+
+DT = torch.float64
+CL = torch.channels_last
+
+
+def _pair(ops, partial):
+    """One supernet (normal cell, then two reduction cells) whose every edge holds `ops`,
+    as fast and as reference; float64, so only a different function can make them disagree."""
+    torch.manual_seed(0)
+    names = {kind: [list(ops)] * 14 for kind in ("normal", "reduce")}
+    fast = DartsSupernet(names, 3, lambda c: classifier_head(c, 3), init_channels=4, layers=3,
+                         partial=partial).to(DT)
+    ref = copy.deepcopy(fast)
+    ref.impl = "reference"
+    return fast, ref
+
+
+def _run(net, x, y, weights):
+    w = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in weights.items()}
+    loss = F.cross_entropy(net(x, w), y)
+    net.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.parameters()]
+    return loss.detach(), grads, [v.grad for v in w.values() if v.requires_grad]
+
+
+def _assert_same(fast, ref, x, y, weights, stats=True):
+    out_f, out_r = _run(fast, x, y, weights), _run(ref, x, y, weights)
+    torch.testing.assert_close(out_f[0], out_r[0], rtol=1e-12, atol=1e-12)
+    for group_f, group_r in zip(out_f[1:], out_r[1:]):
+        assert len(group_f) == len(group_r)
+        for a, b in zip(group_f, group_r):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    for (name, a), b in zip(fast.named_buffers(), ref.buffers() if stats else ()):  # BN running stats
+        torch.testing.assert_close(a.to(DT), b.to(DT), rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("op", [o for o in DARTS_OPS if o != "none"])
+@pytest.mark.parametrize("partial", [1, 2])
+def test_every_op_fast_equals_reference(op, partial):
+    fast, ref = _pair(["none", op], partial)
+    torch.manual_seed(1)
+    x, y = torch.randn(3, 3, 16, 16, dtype=DT), torch.randint(0, 3, (3,))
+    soft = {k: torch.softmax(torch.randn(14, 2, dtype=DT), -1).requires_grad_() for k in ("normal", "reduce")}
+    soft["reduce_edges"] = torch.rand(14, dtype=DT).requires_grad_()  # edge normalisation
+    _assert_same(fast, ref, x, y, soft)  # training mode: batch statistics, running stats updated
+    one_hot = {k: F.one_hot(torch.randint(0, 2, (14,)), 2).to(DT) for k in ("normal", "reduce")}
+    # ops with weight zero are not run, so their BN running statistics are left as they were
+    _assert_same(fast, ref, x, y, one_hot, stats=False)
+    fast.load_state_dict(ref.state_dict())
+    fast.eval()
+    ref.eval()
+    _assert_same(fast, ref, x, y, soft)  # eval mode: each BN's own running statistics
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("size", [16, 8])
+def test_dilated_depthwise_matches_conv_and_skips_unwanted_weight_grads(k, size):
+    conv = torch.nn.Conv2d(4, 4, k, padding=k - 1, dilation=2, groups=4, bias=False).to(DT)
+    x = torch.randn(2, 4, size, size, dtype=DT).contiguous(memory_format=CL).requires_grad_()
+    g = torch.randn(2, 4, size, size, dtype=DT)
+    expect = torch.autograd.grad(conv(x), [x, conv.weight], g)
+    got = torch.autograd.grad(dilated_depthwise(x, conv), [x, conv.weight], g)
+    for a, b in zip(got, expect):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # gradients of the input alone: the weight gradient is neither needed nor computed
+    torch.testing.assert_close(torch.autograd.grad(dilated_depthwise(x, conv), x, g)[0], expect[0])
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("size", [2, 3, 4, 6])
+def test_depthwise_weight_grad_tiling(k, size):
+    x = torch.randn(3, 4, size, size, dtype=DT).contiguous(memory_format=CL)
+    w = torch.randn(4, 1, k, k, dtype=DT, requires_grad=True)
+    g = torch.randn(3, 4, size, size, dtype=DT)
+    expect = torch.autograd.grad(F.conv2d(x, w, None, 1, k // 2, 1, 4), w, g)[0]
+    torch.testing.assert_close(depthwise_weight_grad(g, x, w, k // 2), expect, rtol=1e-10, atol=1e-12)
+
+
+def test_pointwise_is_the_1x1_conv():
+    conv = torch.nn.Conv2d(4, 6, 1, bias=False).to(DT)
+    x = torch.randn(2, 4, 5, 5, dtype=DT).contiguous(memory_format=CL)
+    y = pointwise(x, conv)
+    torch.testing.assert_close(y, conv(x))
+    assert y.is_contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize("fmt", [CL, torch.contiguous_format])
+def test_scaled_bn_is_weight_times_bn(fmt):
+    """Also on channels-last, where torch's BN backward misreads an expanded (stride-0) gain."""
+    bn_a, bn_b = (torch.nn.BatchNorm2d(4, affine=False).to(DT) for _ in range(2))
+    x = torch.randn(3, 4, 5, 5, dtype=DT).contiguous(memory_format=fmt).requires_grad_()
+    s = torch.tensor(0.7, dtype=DT, requires_grad=True)
+    g = torch.randn(3, 4, 5, 5, dtype=DT)
+    expect = torch.autograd.grad(s * bn_a(x), [x, s], g)
+    got = torch.autograd.grad(scaled_bn(bn_b, x, s), [x, s], g)
+    for a, b in zip(got, expect):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(bn_b.running_var, bn_a.running_var)
+    assert bn_b.num_batches_tracked == bn_a.num_batches_tracked == 1
+
+
+def test_scaled_bn_keeps_the_activation_dtype():
+    bn = torch.nn.BatchNorm2d(4, affine=False).to(DT)
+    x = torch.randn(3, 4, 5, 5, dtype=DT)
+    w = torch.tensor(0.5)  # float32 weight, float64 network: w * bn(x) is float64
+    torch.testing.assert_close(scaled_bn(bn, x, w), w * torch.nn.BatchNorm2d(4, affine=False).to(DT)(x))
+
+
+def test_shared_bn_updates_every_module_and_defers_in_eval():
+    bns = [torch.nn.BatchNorm2d(4, affine=False).to(DT) for _ in range(3)]
+    solo = torch.nn.BatchNorm2d(4, affine=False).to(DT)
+    with torch.no_grad():
+        for i, bn in enumerate(bns):
+            bn.running_mean.fill_(i)
+    solo.load_state_dict(bns[2].state_dict())
+    x = torch.randn(3, 4, 5, 5, dtype=DT) * 2 + 1
+    torch.testing.assert_close(shared_bn(bns, x), solo(x))
+    torch.testing.assert_close(bns[2].running_mean, solo.running_mean)
+    torch.testing.assert_close(bns[2].running_var, solo.running_var)
+    assert all(bn.num_batches_tracked == 1 for bn in bns)
+    bns[0].eval()
+    assert shared_bn(bns, x) is None  # modules in eval mode would not agree

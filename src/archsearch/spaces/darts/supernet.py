@@ -231,7 +231,7 @@ class DartsSupernet(nn.Module):
             raise ValueError(f"impl must be fast or reference, got {value!r}")
         self._impl = value
         for m in self.modules():
-            if isinstance(m, (DilConv, ReLUConvBN)):
+            if isinstance(m, DilConv):
                 m.fast = value == "fast"
 
     def features(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:

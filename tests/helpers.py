@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -54,3 +56,12 @@ def cli(args, **kw) -> subprocess.Popen:
     """`python -m archsearch ARGS` in a child process (for SIGKILL tests)."""
     return subprocess.Popen([sys.executable, "-m", "archsearch", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_for_checkpoint(path: Path, key: str, at_least: int, timeout: float) -> None:
+    """Poll a run's (atomically written) checkpoint until ckpt[key] >= at_least, or time out."""
+    from archsearch.utils.io import load_checkpoint
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (path.exists() and load_checkpoint(path)[key] >= at_least):
+        time.sleep(0.02)

@@ -4,10 +4,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from helpers import wait_for_checkpoint
 
 from archsearch.cli import main
 from archsearch.utils.io import load_checkpoint
@@ -85,9 +85,7 @@ def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_another_rank_coun
     args = ["darts_fashionmnist", *GEN, "steps_per_epoch=40", "checkpoint_every=1"]
     p = _torchrun(args, out)
     ckpt = out / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt)["step"] >= 3):
-        time.sleep(0.05)
+    wait_for_checkpoint(ckpt, "step", 3, timeout=300)
     workers = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
     assert len(workers) == 2, workers
     os.kill(int(workers[-1]), signal.SIGKILL)

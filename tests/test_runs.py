@@ -2,10 +2,9 @@
 import json
 import os
 import signal
-import time
 
 import torch
-from helpers import cli, one_line_error
+from helpers import cli, one_line_error, wait_for_checkpoint
 
 from archsearch.cli import main
 from archsearch.utils.io import load_checkpoint
@@ -52,11 +51,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     p = cli(common + ["--out", str(killed)], env=env)
     ckpt = killed / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= 6:
-            break
-        time.sleep(0.02)
+    wait_for_checkpoint(ckpt, "step", 6, timeout=120)
     p.send_signal(signal.SIGKILL)
     p.wait()
     step = load_checkpoint(ckpt)["step"]

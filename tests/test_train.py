@@ -6,11 +6,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from helpers import cli, one_line_error
+from helpers import cli, one_line_error, wait_for_checkpoint
 
 from archsearch.cli import main, resolve_config
 from archsearch.config import ModelConfig, TrainConfig, load_config
@@ -172,9 +171,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     p = cli(common + ["--out", str(killed)], env=env)
     ckpt = killed / "checkpoint.pt"
-    deadline = time.time() + 200
-    while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt)["epoch"] >= 1):
-        time.sleep(0.02)
+    wait_for_checkpoint(ckpt, "epoch", 1, timeout=200)
     p.send_signal(signal.SIGKILL)
     p.wait()
     epoch = load_checkpoint(ckpt)["epoch"]

@@ -99,6 +99,13 @@ def test_unknown_preset_and_bad_yaml(tmp_path, capsys):
     assert "unknown strategy 'dartz'" in one_line_error(capsys)
 
 
+def test_unknown_precision_isone_line_error(tmp_path, capsys):
+    rc, _ = _search(tmp_path, "precision=float16")
+    assert rc == 2
+    assert "unknown precision 'float16'" in one_line_error(capsys)
+    assert torch.get_default_dtype() == torch.float32
+
+
 def test_missing_dataset_isone_line_error(tmp_path, capsys):
     rc = main(["search", "darts_fashionmnist", "data.name=cifar10", f"data.root={tmp_path / 'nowhere'}",
                "--out", str(tmp_path / "r")])

@@ -199,6 +199,7 @@ class SearchConfig:
     name: str = "search"
     seed: int = 2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "float32"  # float32 | float64 (numerical checks: rounding no longer flips ReLU kinks)
     steps_per_epoch: int = 0  # 0 = one pass over the train split
     log_every: int = 10
     history_every: int = 10  # record softmaxed architecture weights every N steps

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -19,6 +20,24 @@ def select_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return dev
+
+
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+@contextmanager
+def default_dtype(precision: str):
+    """Build and run in `precision`: every parameter, buffer and sampled tensor takes the default
+    dtype. float64 is for checks that compare runs whose float32 rounding differs (thread counts,
+    process counts): tiny supernets flip ReLU kinks on such rounding and drift apart."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(PRECISIONS[precision])
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 def seed_everything(seed: int) -> None:

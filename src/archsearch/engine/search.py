@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from archsearch.config import SearchConfig, to_dict, to_yaml
 from archsearch.data import build_search_data
-from archsearch.engine.device import rng_state, seed_everything, select_device, set_rng_state
+from archsearch.engine.device import default_dtype, rng_state, seed_everything, select_device, set_rng_state
 from archsearch.engine.distributed import (
     SINGLE_PROCESS,
     DistInfo,
@@ -111,7 +111,8 @@ class Search:
         return self._to_device(self.data.train.next())
 
     def _to_device(self, batch):
-        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+        dtype = torch.get_default_dtype()  # float64 runs (`precision`) read float32 images
+        return tuple(t.to(self.device, dtype if t.is_floating_point() else None, non_blocking=True) for t in batch)
 
     # -- checkpoints --------------------------------------------------------------------------
     def state(self, step: int) -> dict:
@@ -171,7 +172,8 @@ class Search:
 
 def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None) -> dict:
     """Run (or resume) a search in `run_dir`; returns the summary. Works under torchrun unchanged."""
-    return run_in_process_group(cfg.device, lambda dist, device: _run(cfg, Path(run_dir), dist, device, progress))
+    with default_dtype(cfg.precision):
+        return run_in_process_group(cfg.device, lambda dist, device: _run(cfg, Path(run_dir), dist, device, progress))
 
 
 def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:

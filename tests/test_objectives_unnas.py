@@ -14,7 +14,6 @@ from archsearch.objectives import create_objective, list_objectives
 from archsearch.objectives.colorization import (
     BINS_FILE,
     BinIndex,
-    derive_gamut_bins,
     load_bins,
     rgb_to_lab,
 )
@@ -85,15 +84,35 @@ def test_rgb_to_lab_matches_reference_values():
     torch.testing.assert_close(lab, want, atol=0.01, rtol=0)
 
 
-def test_shipped_ab_bins_are_the_derived_in_gamut_grid_points():
+def _grid_points_next_to_srgb() -> set[tuple[int, int]]:
+    """The ab grid points among the four around some 8-bit sRGB colour. The ab projection of
+    the RGB cube is that of its surface, so the six faces at 8-bit steps suffice."""
+    v = torch.arange(256, dtype=torch.float64) / 255.0
+    u, w = torch.meshgrid(v, v, indexing="ij")
+    near = set()
+    for channel, value in itertools.product(range(3), (0.0, 1.0)):
+        planes = [u, w]
+        planes.insert(channel, torch.full_like(u, value))
+        low = torch.floor(rgb_to_lab(torch.stack(planes))[1:].reshape(2, -1) / 10).long().unique(dim=1)
+        near |= {(int(a + da) * 10, int(b + db) * 10) for a, b in low.T for da in (0, 1) for db in (0, 1)}
+    return near
+
+
+def test_shipped_ab_bins_are_zhangs_313_and_cover_srgb():
     shipped = load_bins()
-    assert torch.equal(derive_gamut_bins(), shipped)
     data = json.loads(BINS_FILE.read_text())
-    assert data["count"] == len(shipped) == 309
-    # the span of Zhang et al.'s 313 bins (unnas.md 1.3)
-    assert shipped[:, 0].min() == -90 and shipped[:, 0].max() == 100
-    assert shipped[:, 1].min() == -110 and shipped[:, 1].max() == 100
+    assert data["count"] == len(shipped) == 313
     assert len(torch.unique(shipped, dim=0)) == len(shipped)
+    # published facts: first and last points of pts_in_hull, and the span (unnas.md 1.3)
+    assert shipped[:6].tolist() == [[-90, 50], [-90, 60], [-90, 70], [-90, 80], [-90, 90], [-80, 20]]
+    assert shipped[307:].tolist() == [[100, -50], [100, -40], [100, -30], [100, -20], [100, -10], [100, 0]]
+    assert shipped[:, 1].min() == -110 and shipped[:, 1].max() == 100
+    for a in shipped[:, 0].unique():  # one contiguous b range per a
+        b = shipped[shipped[:, 0] == a, 1]
+        assert torch.equal(b, torch.arange(b.min(), b.max() + 1, 10, dtype=b.dtype))
+    # every grid point next to an sRGB colour is a bin (309 of the 313)
+    near = _grid_points_next_to_srgb()
+    assert len(near) == 309 and near <= {tuple(map(int, p)) for p in shipped.tolist()}
 
 
 def test_every_srgb_colour_rounds_to_a_bin_and_targets_are_the_nearest_bin():
@@ -115,7 +134,7 @@ def test_every_srgb_colour_rounds_to_a_bin_and_targets_are_the_nearest_bin():
 
 def test_colorization_inputs_and_per_pixel_targets():
     obj = objective("colorization")
-    assert obj.input_channels(3) == 1 and obj.num_bins == 309
+    assert obj.input_channels(3) == 1 and obj.num_bins == 313
     mean, std = torch.tensor(RGB.mean).view(3, 1, 1), torch.tensor(RGB.std).view(3, 1, 1)
     rgb = torch.rand(2, 3, 6, 6)
     rgb[0, :, 0, 0] = torch.tensor([1.0, 0.0, 0.0])  # pure red: ab (80.1, 67.2) -> bin (80, 70)
@@ -132,9 +151,9 @@ def test_colorization_inputs_and_per_pixel_targets():
 def test_colorization_head_upsamples_logits_to_every_pixel():
     obj = objective("colorization")
     head = obj.build_head(5)
-    assert isinstance(head, torch.nn.Conv2d) and head.out_channels == 309 and head.bias is not None
+    assert isinstance(head, torch.nn.Conv2d) and head.out_channels == 313 and head.bias is not None
     low = head(torch.randn(2, 5, 3, 3))
-    targets = torch.randint(0, 309, (2, 9, 9))
+    targets = torch.randint(0, 313, (2, 9, 9))
     full = F.interpolate(low, size=(9, 9), mode="bilinear", align_corners=True)
     assert obj.loss(low, targets).item() == pytest.approx(F.cross_entropy(full, targets).item(), rel=1e-6)
     m = obj.metrics(low, targets)

@@ -6,11 +6,8 @@ which of the in-gamut ab bins on a 10-unit grid holds its colour: a 1x1 conv hea
 low-resolution logits that the loss upsamples bilinearly (align_corners=True) to the input
 size. Targets are the hard nearest bins; no soft encoding, no class rebalancing.
 
-The bins: a 10-grid point (a, b) is kept if some 8-bit sRGB colour lies in the 20x20 square
-around it, i.e. it is one of the four grid points surrounding an in-gamut colour. This gives
-309 bins spanning a in [-90, 100], b in [-110, 100], the span of the 313 bins of Zhang et al.
-(whose exact rule we could not reconstruct); `objective.colorization.bins` loads another set,
-e.g. their `pts_in_hull.npy`.
+The bins: the Q = 313 in-gamut ab grid points of Zhang et al. (their `pts_in_hull`), shipped in
+data/ab_bins.json; `objective.colorization.bins` loads another (Q, 2) set (.npy or .json).
 """
 from __future__ import annotations
 
@@ -47,28 +44,6 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     f = torch.where(xyz > delta**3, xyz.clamp_min(delta**3) ** (1.0 / 3.0), xyz / (3 * delta**2) + 4.0 / 29.0)
     fx, fy, fz = f.unbind(dim=-3)
     return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-3)
-
-
-def derive_gamut_bins() -> torch.Tensor:
-    """(Q, 2) ab grid points next to an 8-bit sRGB colour, sorted by (a, b).
-
-    The ab projection of the RGB cube is the projection of its surface (every fibre of fixed
-    ab leaves the cube as L runs from 0 to 100), so the six faces at 8-bit steps suffice.
-    """
-    v = torch.arange(256, dtype=torch.float64) / 255.0
-    u, w = torch.meshgrid(v, v, indexing="ij")
-    reach = 16  # sRGB has |a|, |b| < 130, well inside 16 grid steps
-    near = torch.zeros(2 * reach + 1, 2 * reach + 1, dtype=torch.bool)
-    for channel in range(3):
-        for value in (0.0, 1.0):
-            planes = [u, w]
-            planes.insert(channel, torch.full_like(u, value))
-            ab = rgb_to_lab(torch.stack(planes))[1:].reshape(2, -1) / AB_GRID
-            low = torch.floor(ab).long() + reach
-            for da in (0, 1):
-                for db in (0, 1):
-                    near[low[0] + da, low[1] + db] = True
-    return (near.nonzero() - reach).float() * AB_GRID  # row-major: sorted by (a, b)
 
 
 @lru_cache(maxsize=4)

@@ -71,6 +71,17 @@ def test_every_op_fast_equals_reference(op, partial):
     _assert_same(fast, ref, x, y, soft)  # eval mode: each BN's own running statistics
 
 
+@pytest.mark.parametrize("partial", [1, 2])
+def test_odd_maps_work_and_fast_equals_reference(partial):
+    """13 -> 7 -> 4: every strided op (and PC-DARTS's bypass pool) gives ceil(n/2), so odd
+    inputs such as UnNAS's 321 px Cityscapes crops and 81 px jigsaw tiles run."""
+    fast, ref = _pair(DARTS_OPS, partial)
+    torch.manual_seed(1)
+    x, y = torch.randn(2, 3, 13, 13, dtype=DT), torch.randint(0, 3, (2,))
+    soft = {k: torch.softmax(torch.randn(14, 8, dtype=DT), -1).requires_grad_() for k in ("normal", "reduce")}
+    _assert_same(fast, ref, x, y, soft)
+
+
 @pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("size", [16, 8])
 def test_dilated_depthwise_matches_conv_and_skips_unwanted_weight_grads(k, size):

@@ -13,7 +13,7 @@ from archsearch.config import CorrelateConfig, TrainConfig, load_config
 
 SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "imagenet": (3, 224, 1000),
           "fashion-mnist": (1, 28, 10), "imagefolder": (3, 224, 1000),
-          "cityscapes": (3, 320, 19)}
+          "cityscapes": (3, 321, 19)}
 ALL = sorted(p.stem for p in PRESETS.glob("*.yaml"))
 # train_* are training recipes and correlate_* studies, each with its own schema
 PRESET_NAMES = [n for n in ALL if not n.startswith(("train_", "correlate_"))]

@@ -52,16 +52,6 @@ class DartsSpace(SearchSpace):
         if stem not in ("auto", "cifar", "imagenet"):
             raise ConfigError(f"space.stem must be auto, cifar or imagenet, got {stem!r}")
         imagenet = stem == "imagenet" or (stem == "auto" and image_size >= 128)
-        size = image_size
-        if imagenet:
-            for _ in range(3):
-                size = (size + 1) // 2
-        multiple = 2 ** self.cfg.reductions
-        if size % multiple:
-            raise ConfigError(
-                f"input size {image_size} gives {size}x{size} cells: the supernet needs a "
-                f"multiple of {multiple} there (e.g. 28, 32 or 224)"
-            )
         return DartsSupernet(
             self.op_names, in_channels, head,
             init_channels=self.cfg.init_channels, layers=self.cfg.layers, nodes=self.nodes,

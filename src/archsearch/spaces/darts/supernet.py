@@ -78,7 +78,7 @@ class MixedEdge(nn.Module):
             return y
         xb = x[:, x.shape[1] // k :]
         if self.stride == 2:
-            xb = F.max_pool2d(xb, 2, 2)
+            xb = F.max_pool2d(xb, 2, 2, ceil_mode=True)  # odd sides: ceil(n/2), as the strided ops
         return channel_shuffle(torch.cat([y, xb], dim=1), k)
 
     def _term(self, i, wi, xa, xr, shared):

@@ -14,6 +14,7 @@ from helpers import cli, one_line_error, wait_for_checkpoint
 from archsearch.cli import main, resolve_config
 from archsearch.config import ModelConfig, TrainConfig, load_config
 from archsearch.data.epochs import ShardSampler
+from archsearch.engine.precise_bn import recompute_bn_stats
 from archsearch.engine.schedules import epoch_lr
 from archsearch.models import create_family
 from archsearch.models.cost import count_macs, count_params
@@ -81,6 +82,23 @@ def test_drop_path_spares_identities_and_keeps_the_mean():
     assert abs(y.mean().item() - 1.0) < 0.02
 
 
+def test_precise_bn_averages_batch_means_and_second_moments():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                                torch.nn.Conv2d(3, 2, 1), torch.nn.BatchNorm2d(2, momentum=0.3)).double().eval()
+    batches = [torch.randn(4, 2, 6, 6, dtype=torch.float64) for _ in range(3)]
+    with torch.no_grad():
+        feats = [model[0](x) for x in batches]
+        mean = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)
+        square = torch.stack([f.var((0, 2, 3)) + f.mean((0, 2, 3)) ** 2 for f in feats]).mean(0)  # unbiased var
+    assert recompute_bn_stats(model, iter(batches)) == 3
+    torch.testing.assert_close(model[1].running_mean, mean)
+    torch.testing.assert_close(model[1].running_var, square - mean**2)
+    assert not model.training and model[4].momentum == 0.3  # mode and momentum restored
+    before = model[4].running_var.clone()
+    assert recompute_bn_stats(model, iter([])) == 0 and torch.equal(model[4].running_var, before)
+
+
 def test_schedules():
     assert epoch_lr("cosine", 0, 10, 0.1) == 0.1
     assert epoch_lr("cosine", 5, 10, 0.1, 0.0) == pytest.approx(0.05)
@@ -118,12 +136,13 @@ def _train(tmp_path, *overrides, name="run", genotype="DARTS_V2"):
 
 
 def test_train_writes_a_run_directory_and_export_round_trips(tmp_path):
-    rc, out = _train(tmp_path, "optim.epochs=2", "steps_per_epoch=3")
+    rc, out = _train(tmp_path, "optim.epochs=2", "steps_per_epoch=3", "precise_bn_samples=24")
     assert rc == 0
     for f in ("config.yaml", "genotype.json", "metrics.jsonl", "checkpoint.pt", "model.pt", "best.pt", "summary.json"):
         assert (out / f).is_file(), f
     epochs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == [0, 1]
+    assert [e["precise_bn_batches"] for e in epochs] == [3, 3]  # 24 images // batch 8
     assert epochs[1]["drop_path"] == pytest.approx(0.2 * 1 / 2) and epochs[1]["lr"] < epochs[0]["lr"]
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 <= summary["final"]["test_top1"] <= 1.0 and summary["params"] > 0

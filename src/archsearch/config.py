@@ -257,6 +257,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     sync_bn: bool = False  # under DDP, batch statistics over the global batch (CPU and CUDA)
     ema_decay: float = 0.0  # > 0: also evaluate an exponential moving average of the weights
+    precise_bn_samples: int = 0  # > 0: after each epoch, BN statistics from this many training images (UnNAS: 1024)
     steps_per_epoch: int = 0  # 0 = one pass over the training set
     eval_batches: int = 0  # 0 = the whole test set
     log_every: int = 50

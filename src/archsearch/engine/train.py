@@ -45,6 +45,7 @@ from archsearch.engine.distributed import (
     run_in_process_group,
     use_global_batch_norm,
 )
+from archsearch.engine.precise_bn import recompute_bn_stats
 from archsearch.engine.rundir import checkpoint_to_resume
 from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
@@ -194,7 +195,22 @@ class Trainer:
         rec, images = self._reduce(loss_sum, count, sums, "train")
         rec.update(lr=lr, drop_path=drop, train_seconds=round(seconds, 2),
                    images_per_s=round(images / max(seconds, 1e-9), 1))
+        if cfg.precise_bn_samples > 0:
+            rec["precise_bn_batches"] = self.precise_bn()
         return rec
+
+    def precise_bn(self) -> int:
+        """Recompute BN statistics from min(samples // batch, all) training batches (pycls)."""
+        batches = min(len(self.train), max(1, self.cfg.precise_bn_samples // self.cfg.data.batch_size))
+
+        def inputs():
+            for i, batch in enumerate(self.train):
+                if i == batches:
+                    return
+                yield self._batch(batch)[0]
+
+        with self.autocast():
+            return recompute_bn_stats(self.model, inputs())
 
     def _reduce(self, loss_sum: float, images: int, sums: dict[str, float],
                 prefix: str) -> tuple[dict[str, float], float]:

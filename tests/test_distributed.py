@@ -75,6 +75,15 @@ def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, preset, 
     assert steps == list(range(a["step"])) and len(steps) >= 3  # rank 0 alone writes, each step once
 
 
+def test_rank_local_batch_norm_keeps_ranks_identical(tmp_path):
+    p = _torchrun(["darts_fashionmnist", *GEN, "sync_bn=false"], tmp_path / "ddp")
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["ranks_max_weight_difference"] == 0.0
+    assert summary["architecture_same_on_all_ranks"] is True
+
+
 def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_another_rank_count(tmp_path):
     out = tmp_path / "run"
     args = ["darts_fashionmnist", *GEN, "steps_per_epoch=40", "checkpoint_every=1"]

@@ -200,6 +200,9 @@ class SearchConfig:
     seed: int = 2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "float32"  # float32 | float64 (numerical checks: rounding no longer flips ReLU kinks)
+    # under torchrun: batch norm over the global batch (reproduces one process; one all-reduce per
+    # BN layer and pass) or, false, over each rank's slice (as DataParallel; far less communication)
+    sync_bn: bool = True
     steps_per_epoch: int = 0  # 0 = one pass over the train split
     log_every: int = 10
     history_every: int = 10  # record softmaxed architecture weights every N steps

@@ -187,6 +187,12 @@ class GlobalBatchNorm(nn.BatchNorm2d):
                                  self.num_batches_tracked if tracked else None)
 
 
+def is_global(bn: nn.Module) -> bool:
+    """Whether `bn` normalises over the global batch now (a GlobalBatchNorm, training, under
+    torchrun); code that calls batch norm functionally on a module's buffers asks this."""
+    return isinstance(bn, GlobalBatchNorm) and bn.training and active()
+
+
 def use_global_batch_norm(module: nn.Module) -> nn.Module:
     """Make every BatchNorm2d of `module` a GlobalBatchNorm, keeping the module objects.
 

@@ -76,7 +76,7 @@ class Search:
             objective.input_channels(info.in_channels), objective.input_size(info.image_size),
             objective.build_head,
         ).to(device)
-        if dist.enabled:
+        if dist.enabled and cfg.sync_bn:
             use_global_batch_norm(model)
         strategy = create_strategy(cfg.strategy, space).to(device)
         o = cfg.optim

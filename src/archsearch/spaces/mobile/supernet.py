@@ -47,7 +47,7 @@ def bn_slice(bn: nn.BatchNorm2d, x: torch.Tensor, n: int) -> torch.Tensor:
     if n == bn.num_features:
         return bn(x)
     momentum = bn.momentum if bn.training else 0.0
-    if bn.training and distributed.active():  # under torchrun: the global batch's statistics
+    if distributed.is_global(bn):  # under torchrun with sync_bn: the global batch's statistics
         return distributed.global_batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n],
                                              bn.bias[:n], momentum, bn.eps)
     return F.batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n], bn.bias[:n],

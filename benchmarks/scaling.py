@@ -44,9 +44,11 @@ def main():
             rows.append(run(args.preset, n, args.threads, args.overrides, Path(tmp) / f"p{n}"))
             print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["images_per_s"]
-    print("\n| processes | threads each | images/s | speed-up | wall s (incl. start) |\n| --- | --- | --- | --- | --- |")
+    print("\n| processes | threads each | images/s | speed-up | wall s (incl. start) |")
+    print("| --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['procs']} | {r['threads']} | {r['images_per_s']} | {r['images_per_s'] / base:.2f}x | {r['wall_s']} |")
+        speedup = r["images_per_s"] / base
+        print(f"| {r['procs']} | {r['threads']} | {r['images_per_s']} | {speedup:.2f}x | {r['wall_s']} |")
 
 
 if __name__ == "__main__":

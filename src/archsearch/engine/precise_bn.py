@@ -26,7 +26,7 @@ def recompute_bn_stats(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
         return 0
     means = [torch.zeros_like(bn.running_mean) for bn in bns]
     squares = [torch.zeros_like(bn.running_var) for bn in bns]
-    saved = [(bn.momentum, bn.running_mean.clone(), bn.running_var.clone()) for bn in bns]
+    momenta = [bn.momentum for bn in bns]
     training = model.training
     model.train()
     for bn in bns:
@@ -40,13 +40,10 @@ def recompute_bn_stats(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
                 m += bn.running_mean
                 s += bn.running_var + bn.running_mean**2
     finally:
-        for bn, (momentum, _, _) in zip(bns, saved):
+        for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
         model.train(training)
-    if batches == 0:
-        for bn, (_, mean, var) in zip(bns, saved):
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
+    if batches == 0:  # nothing ran, so nothing changed
         return 0
     average_(means + squares)
     for bn, m, s in zip(bns, means, squares):

@@ -12,7 +12,7 @@ from archsearch.cli import PRESETS, main
 from archsearch.config import StrategyConfig, VimnasConfig, load_config
 from archsearch.strategies import create_strategy
 from archsearch.strategies.base import forward_loss
-from archsearch.strategies.vimnas import CRB, _generator, _randn, table1_channels
+from archsearch.strategies.vimnas import CRB, EdgeNorm, _generator, _randn, table1_channels
 
 
 def _vimnas(space="darts", name="vimnas", edge_norm=True, **vim):
@@ -32,10 +32,13 @@ def test_table1_networks_map_the_prior_to_an_edges_by_ops_map(name, channels, sp
         crbs = list(strat.nets[kind].layers)
         assert all(isinstance(c, CRB) for c in crbs)
         assert [(c[0].in_channels, c[0].out_channels) for c in crbs] == channels
-        for c in crbs:  # conv, relu, batch norm, in that order; 3x3 'same'
-            assert [type(m) for m in c] == [nn.Conv2d, nn.ReLU, nn.BatchNorm2d]
+        for i, c in enumerate(crbs):  # conv, relu, batch norm, in that order; 3x3 'same'
+            norm = EdgeNorm if i == len(crbs) - 1 else nn.BatchNorm2d  # default last_norm=edge
+            assert [type(m) for m in c] == [nn.Conv2d, nn.ReLU, norm]
             assert c[0].kernel_size == (3, 3) and c[0].padding == (1, 1)
         assert strat.prior(kind).shape == (3, 14, ops)
+    literal = _vimnas(space, name, last_norm="map")  # Table 1 read literally: BN over the map
+    assert all(type(c[2]) is nn.BatchNorm2d for c in literal.nets["normal"].layers)
     mu = strat.mean_logits()
     assert {k: tuple(v.shape) for k, v in mu.items()} == {"normal": (14, ops), "reduce": (14, ops)}
     w = strat.sample(0, 0, 0)
@@ -216,3 +219,20 @@ def test_last_relu_option_drops_only_the_output_relu():
     assert [type(c[1]) for c in crbs] == [nn.ReLU] * 4 + [nn.Identity]
     mu = strat.mean_logits()["normal"]
     assert mu.shape == (14, 8) and (mu.max(-1).values > mu.min(-1).values).all()
+
+
+def test_edge_norm_option_normalises_each_row_and_keeps_one_gain():
+    strat = _vimnas(space="darts-s2", last_relu=False)
+    net = strat.nets["normal"]
+    mu = strat.mean_logits()["normal"]  # (14, 2)
+    x = net.layers[-1][0](net.layers[0](strat.prior("normal").unsqueeze(0)))[0, 0]  # before the norm
+    norm = net.layers[-1][2]
+    assert norm.weight.shape == norm.bias.shape == (1,)
+    with torch.no_grad():
+        norm.weight.fill_(2.0)
+        norm.bias.fill_(0.5)
+    by_hand = (x - x.mean(-1, keepdim=True)) / (x.var(-1, unbiased=False, keepdim=True) + norm.eps).sqrt()
+    torch.testing.assert_close(strat.mean_logits()["normal"], 2 * by_hand + 0.5)
+    torch.testing.assert_close(mu, by_hand)
+    with pytest.raises(Exception, match="last_norm must be one of"):
+        _vimnas(last_norm="layer")

@@ -123,6 +123,7 @@ class VimnasConfig:
     width: int = 14  # hidden channels of the architectural network (Table 1 of the supplement)
     kernel: int = 3
     last_relu: bool = True  # Table 1: the last CRB has its ReLU too; false = conv, batch norm
+    last_norm: str = "edge"  # last BN's statistics per edge row (ours) | map: over the whole map
     prior: str = "fixed"  # fixed: N(0, I) drawn once, saved with the run | resample: every step
     noise: float = 1.0  # std of eps in A = mu + noise * eps (0 = no sampling: softmax(mu))
     mode: str = "bilevel"  # bilevel (network on val, weights on train) | joint | mixed (uses lam)

@@ -18,8 +18,15 @@ What follows the paper, what is ours (spec vimnas.md):
 - [ours] `last_relu=false` drops the ReLU of the last CRB (not Table 1): after ReLU then batch
   norm, a row of the map with no positive entry is constant, i.e. a uniform op distribution that
   gets no gradient ("dead" edges, seen in the Fashion-MNIST runs).
-- [ours] the batch norm normalises over the edges x ops map of one prior (batch statistics
-  always, no running averages), so mu is a deterministic function of prior and parameters.
+- [ours] `last_norm=edge` (default) takes the last batch norm's statistics per edge (row) of the
+  one-channel output map; the gain and bias stay one scalar each, as Table 1's BN has.
+  `last_norm=map` takes them over the whole edges x ops map, the literal reading. With `map`,
+  a few sharp rows set the scale that squeezes the others and rows without a positive entry
+  die, and no Fashion-MNIST epoch became nearly one-hot; with `edge` the one gain, trained by
+  every edge's gradient, acts as the common temperature and the distribution sharpens as a
+  whole (docs/vimnas/README.md).
+- [ours] every batch norm uses the statistics of the current prior's map (no running
+  averages), so mu is a deterministic function of prior and parameters.
 - [ours] `mode=bilevel` (default): the network takes the first-order gradient of the validation
   loss, the supernet an SGD step on the training loss under a fresh detached sample. `joint`:
   both from one training-loss backward (the single-level max over weights and network).
@@ -38,6 +45,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from archsearch.errors import ConfigError
@@ -54,6 +62,7 @@ from archsearch.strategies.pcdarts import node_softmax
 PRIOR_CHANNELS = 3
 MODES = ("bilevel", "joint", "mixed")
 PRIORS = ("fixed", "resample")
+LAST_NORMS = ("map", "edge")
 
 
 def table1_channels(variant: str, width: int) -> list[int]:
@@ -62,27 +71,45 @@ def table1_channels(variant: str, width: int) -> list[int]:
     return [PRIOR_CHANNELS] + [width] * hidden + [1]
 
 
+class EdgeNorm(nn.Module):
+    """The last CRB's batch norm with statistics per edge (row) of the one-channel edges x ops
+    map instead of over the whole map; the affine part is Table 1's: one gain, one bias."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (1, 1, E, O)
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
+
+
 class CRB(nn.Sequential):
     """Convolution, ReLU, batch norm (in this order, as the supplement defines CRB)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, relu: bool = True):
+    def __init__(self, c_in: int, c_out: int, kernel: int, relu: bool = True, norm: nn.Module | None = None):
         super().__init__(
             nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2),
             nn.ReLU() if relu else nn.Identity(),
-            nn.BatchNorm2d(c_out, track_running_stats=False),
+            norm or nn.BatchNorm2d(c_out, track_running_stats=False),
         )
 
 
 class ArchitecturalNetwork(nn.Module):
     """A CRB stack mapping a (3, edges, ops) prior to the (edges, ops) mean logits."""
 
-    def __init__(self, channels: list[int], kernel: int = 3, last_relu: bool = True):
+    def __init__(self, channels: list[int], kernel: int = 3, last_relu: bool = True, last_norm: str = "edge"):
         super().__init__()
         if kernel % 2 == 0:
             raise ConfigError(f"strategy.vimnas.kernel must be odd to keep the edges x ops map, got {kernel}")
+        if last_norm not in LAST_NORMS:
+            raise ConfigError(f"strategy.vimnas.last_norm must be one of {', '.join(LAST_NORMS)}, got {last_norm!r}")
         n = len(channels) - 1
-        self.layers = nn.Sequential(*[CRB(channels[i], channels[i + 1], kernel, relu=last_relu or i < n - 1)
-                                      for i in range(n)])
+        self.layers = nn.Sequential(*[
+            CRB(channels[i], channels[i + 1], kernel, relu=last_relu or i < n - 1,
+                norm=EdgeNorm() if i == n - 1 and last_norm == "edge" else None)
+            for i in range(n)])
 
     def forward(self, prior: torch.Tensor) -> torch.Tensor:
         return self.layers(prior.unsqueeze(0))[0, 0]
@@ -120,7 +147,8 @@ class VimNas(SearchStrategy):
             raise ConfigError(f"{self.name} needs (edges, ops) architecture weights, space {space.name} has {shapes}")
         self.kinds = sorted(shapes)
         channels = table1_channels(self.name, vc.width)
-        self.nets = nn.ModuleDict({k: ArchitecturalNetwork(channels, vc.kernel, vc.last_relu) for k in self.kinds})
+        self.nets = nn.ModuleDict({
+            k: ArchitecturalNetwork(channels, vc.kernel, vc.last_relu, vc.last_norm) for k in self.kinds})
         for k in self.kinds:
             self.register_buffer(f"prior_{k}", torch.randn(PRIOR_CHANNELS, *shapes[k]))
         if cfg.edge_norm:

@@ -278,9 +278,37 @@ def test_sgnas_architecture_trains_as_a_mobile_network(tmp_path):
     out = tmp_path / "run"
     rc = main(["train", "train_sgnas_fashionmnist", *GEN[:6], "data.subset=0", "data.image_size=16",
                "optim.epochs=1", "steps_per_epoch=2", "eval_batches=1", "--genotype", str(tmp_path / "flops.json"),
+               # the ImageNet recipe's parts (train_sgnas_imagenet) on the small network
+               "optim.optimizer=rmsprop_tf", "optim.decay_1d=false", "optim.lr=0.016", "ema_decay=0.9",
+               "objective.head_dropout=0.2", "model.bn_momentum=0.001", "model.se=true", "model.act=hswish",
                "--out", str(out), "--no-progress"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
-    expected = mobile_cost(layout, arch, num_classes=4)
+    expected = mobile_cost(layout, arch, num_classes=4, se=True)
     assert summary["params"] == expected.params
     assert summary["mult_adds_M"] == round((expected.conv_macs + expected.fc_macs) / 1e6, 2)
+    assert "ema_test_top1" in summary["final"]
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    state = ckpt["optimizer"]["state"]
+    assert state and all(set(s) == {"square_avg", "momentum_buffer"} for s in state.values())
+    assert [g["weight_decay"] for g in ckpt["optimizer"]["param_groups"]] == [4e-4, 0.0]  # the preset's
+
+
+def test_mobile_bn_momentum_and_head_dropout_reach_the_network():
+    import random
+
+    from torch import nn
+
+    from archsearch.objectives.supervised import Supervised
+    from archsearch.spaces.mobile.arch import sample_arch
+    from archsearch.spaces.mobile.layout import build_layout
+    cfg = load_config(resolve_config("train_sgnas_fashionmnist"), schema=TrainConfig)
+    cfg.model.bn_momentum, cfg.objective.head_dropout = 0.001, 0.2
+    arch = sample_arch(build_layout(cfg.model.mobile, 1, 16), 2, True, random.Random(1))
+    info = type("I", (), {"num_classes": 10})()
+    net = create_family("mobile").build(arch, cfg.model, 1, 16, Supervised(cfg.objective, info).build_head)
+    assert {m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)} == {0.001}
+    assert [m.p for m in net.modules() if isinstance(m, nn.Dropout)] == [0.2]
+    cfg.objective.head_dropout = 1.0
+    with pytest.raises(Exception, match="head_dropout must be in"):
+        Supervised(cfg.objective, info)

@@ -179,6 +179,7 @@ class SegmentationObjectiveConfig:
 class ObjectiveConfig:
     name: str = "supervised"  # supervised | segmentation | rotation | colorization | jigsaw
     label_smoothing: float = 0.0
+    head_dropout: float = 0.0  # supervised: dropout before the classifier (SGNAS ImageNet: 0.2)
     segmentation: SegmentationObjectiveConfig = field(default_factory=SegmentationObjectiveConfig)
     jigsaw: JigsawConfig = field(default_factory=JigsawConfig)
     colorization: ColorizationConfig = field(default_factory=ColorizationConfig)
@@ -233,6 +234,7 @@ class ModelConfig:
     mobile: MobileSpaceConfig = field(default_factory=MobileSpaceConfig)
     se: bool = False
     act: str = "relu6"  # relu6 | hswish (see spaces/mobile/network.py)
+    bn_momentum: float = 0.1  # PyTorch convention (the released ImageNet models: 0.001)
 
 
 @dataclass
@@ -241,11 +243,16 @@ class TrainOptimConfig:
     lr: float = 0.025
     lr_min: float = 0.0
     schedule: str = "cosine"  # cosine | linear | exponential (see engine/schedules.py)
-    gamma: float = 0.97  # exponential: lr * gamma**epoch
+    gamma: float = 0.97  # exponential: lr * gamma**(epoch // decay_epochs)
+    decay_epochs: int = 1
     warmup_epochs: int = 0  # linear warm-up lr*(e+1)/W for e < W
+    optimizer: str = "sgd"  # sgd | rmsprop_tf (see engine/optim.py)
     momentum: float = 0.9
-    nesterov: bool = False
+    nesterov: bool = False  # sgd
+    alpha: float = 0.9  # rmsprop_tf: decay of the mean square
+    eps: float = 1e-3  # rmsprop_tf: added inside the square root
     weight_decay: float = 3e-4
+    decay_1d: bool = True  # false: no weight decay on biases and norm parameters (1-D tensors)
     grad_clip: float = 5.0  # 0 = off
 
 

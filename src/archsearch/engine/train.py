@@ -45,6 +45,7 @@ from archsearch.engine.distributed import (
     run_in_process_group,
     use_global_batch_norm,
 )
+from archsearch.engine.optim import build_optimizer
 from archsearch.engine.precise_bn import recompute_bn_stats
 from archsearch.engine.rundir import checkpoint_to_resume
 from archsearch.engine.runlog import JsonlLog
@@ -88,7 +89,7 @@ class Trainer:
     objective: Any
     model: nn.Module  # the bare network (what checkpoints hold)
     net: nn.Module  # what the steps call: the model, wrapped in DDP and/or compiled
-    optimizer: torch.optim.SGD
+    optimizer: torch.optim.Optimizer
     ema: Optional[AveragedModel]
     train: torch.utils.data.DataLoader
     test: torch.utils.data.DataLoader
@@ -106,8 +107,7 @@ class Trainer:
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         o = cfg.optim
-        optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                                    weight_decay=o.weight_decay, nesterov=o.nesterov)
+        optimizer = build_optimizer(model, o)
         ema = None
         if cfg.ema_decay > 0:
             ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
@@ -147,7 +147,7 @@ class Trainer:
 
     # -- one step, one epoch --------------------------------------------------------------------
     def train_step(self, inputs, targets, epoch: int = 0, step: int = 0):
-        """Forward (main + auxiliary loss), backward, clip, SGD and EMA update; returns (loss, logits)."""
+        """Forward (main + auxiliary loss), backward, clip, optimizer and EMA update; returns (loss, logits)."""
         cfg = self.cfg
         with self.autocast():
             out = self.net(inputs)
@@ -168,8 +168,8 @@ class Trainer:
 
     def train_epoch(self, epoch: int, bar) -> dict[str, float]:
         cfg = self.cfg
-        lr = epoch_lr(cfg.optim.schedule, epoch, cfg.optim.epochs, cfg.optim.lr, cfg.optim.lr_min,
-                      cfg.optim.gamma, cfg.optim.warmup_epochs)
+        o = cfg.optim
+        lr = epoch_lr(o.schedule, epoch, o.epochs, o.lr, o.lr_min, o.gamma, o.warmup_epochs, o.decay_epochs)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         drop = cfg.model.drop_path * epoch / cfg.optim.epochs

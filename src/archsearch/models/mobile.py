@@ -40,4 +40,5 @@ class Mobile(ModelFamily):
     def build(self, arch, cfg, in_channels, image_size, head):
         layout = build_layout(cfg.mobile, in_channels, image_size)
         check_arch(arch, layout, 1)
-        return MobileNetwork(layout, arch, num_classes=0, se=cfg.se, act=cfg.act, head=head)
+        return MobileNetwork(layout, arch, num_classes=0, se=cfg.se, act=cfg.act, bn_momentum=cfg.bn_momentum,
+                             head=head)

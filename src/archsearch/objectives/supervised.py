@@ -5,11 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.errors import ConfigError
 from archsearch.objectives.base import OBJECTIVES, Objective
 
 
-def classifier_head(channels: int, num_classes: int) -> nn.Module:
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+def classifier_head(channels: int, num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """Pool, (dropout,) linear; without dropout the module names stay those of older model files."""
+    drop = [nn.Dropout(dropout)] if dropout > 0 else []
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), *drop, nn.Linear(channels, num_classes))
 
 
 def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int) -> float:
@@ -25,9 +28,12 @@ class Supervised(Objective):
     def __init__(self, cfg, info):
         self.num_classes = info.num_classes
         self.label_smoothing = cfg.label_smoothing
+        if not 0 <= cfg.head_dropout < 1:
+            raise ConfigError(f"objective.head_dropout must be in [0, 1), got {cfg.head_dropout}")
+        self.dropout = cfg.head_dropout
 
     def build_head(self, channels: int) -> nn.Module:
-        return classifier_head(channels, self.num_classes)
+        return classifier_head(channels, self.num_classes, self.dropout)
 
     def prepare(self, images, labels):
         return images, labels

@@ -6,6 +6,7 @@ of these tests is the formula, not the step size.
 """
 import copy
 
+import pytest
 import torch
 from helpers import context, tiny_setup
 
@@ -116,3 +117,34 @@ def test_milenas_second_order_gradient_is_train_plus_lambda_val(monkeypatch):
                                                    original(self, grads, step)))
     strat.step(ctx, batches[0])
     assert _rel_err(seen["g"], expected) < 5e-3
+
+
+def _bn_buffers(model):
+    return {n: b.detach().clone() for n, b in model.named_buffers()}
+
+
+@pytest.mark.parametrize("strategy,train_forwards", [("darts", 3), ("milenas", 5)])
+def test_second_order_step_moves_bn_statistics_only_with_real_forwards(strategy, train_forwards):
+    """The forwards at the virtual weights w' leave the live running statistics alone.
+
+    What is left are the forwards on the live module: the virtual step's gradient and the
+    finite-difference products (DARTS 1 + 2, MiLeNAS 1 + 2 + 2, all on the train batch with the
+    alphas before the step; at a 1e-9 radius their weights equal w to rounding), then the
+    weight step with the updated alphas. Replaying exactly those plain forwards on a copy of the
+    network must give the same statistics, as the reference code's copy-based w' does.
+    """
+    sp, model, strat, opt, batches = tiny_setup(strategy, order=2, fd_radius=1e-9)
+    ctx = context(model, opt, batches)
+    _warm_momentum(model, opt, ctx, batches[5], strat)
+    replay = copy.deepcopy(model)
+    before = {k: v.detach().clone() for k, v in strat.weights().items()}
+    strat.step(ctx, batches[0])
+    after = {k: v.detach().clone() for k, v in strat.weights().items()}
+    with torch.no_grad():
+        for _ in range(train_forwards):
+            replay(batches[0][0], before)
+        replay(batches[0][0], after)
+    got, want = _bn_buffers(model), _bn_buffers(replay)
+    assert got.keys() == want.keys() and any(k.endswith("num_batches_tracked") for k in got)
+    for k in got:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-7, atol=1e-9, msg=k)

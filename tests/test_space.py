@@ -221,18 +221,6 @@ def test_genotype_cost_against_hand_count():
     assert c.params == stem + cell0 + cell1 + cell2 + head
 
 
-@pytest.mark.parametrize("name,cifar,imagenet", [
-    ("DARTS_V2", 3.349, 4.719), ("DARTS_V1", 3.169, 4.510), ("PC_DARTS_cifar", 3.635, 5.271),
-    ("PC_DARTS_image", 3.722, 5.342), ("MILENAS_r101_e50_48_n7r3", 3.874, 5.380),
-    ("MILENAS_V2_r2_e100", 2.858, 4.137), ("MILENAS_r118_e100_92_n4r1", 2.866, 4.192),
-    ("MILENAS_v2_r5_e200", 2.090, 3.261), ("MILENAS_GDAS_MIXED_LEVEL2", 4.033, 5.594),
-])
-def test_published_genotype_params(name, cifar, imagenet):
-    g = published_genotypes()[name]
-    assert round(network_cost(g).params / 1e6, 3) == cifar
-    assert round(network_cost(g, 48, 14, 1000, 3, 224, imagenet=True).params / 1e6, 3) == imagenet
-
-
 def test_genotype_json_round_trip_and_validation(tmp_path):
     g = published_genotypes()["DARTS_V2"]
     g.save(tmp_path / "g.json")

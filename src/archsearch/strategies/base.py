@@ -114,12 +114,18 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
 
 
 def forward_loss(ctx: StepContext, batch: Batch, weights, params: Optional[dict] = None):
-    """Objective loss of the supernet on a batch, optionally with substituted weight tensors."""
+    """Objective loss of the supernet on a batch, optionally with substituted weight tensors.
+
+    With substituted (virtual) weights the forward runs on throw-away copies of the buffers: a
+    network at weights it never holds must not move the live batch-norm running statistics (the
+    reference code evaluates w' on a separate model copy, quark0/darts cnn/architect.py).
+    """
     inputs, targets = ctx.objective.prepare(*batch)
     if params is None:
         out = ctx.model(inputs, weights)
     else:
-        out = functional_call(ctx.model, params, (inputs, weights), strict=False)
+        scratch = {n: b.clone() for n, b in ctx.model.named_buffers()}
+        out = functional_call(ctx.model, {**scratch, **params}, (inputs, weights), strict=False)
     return ctx.objective.loss(out, targets), out, targets
 
 

@@ -31,9 +31,14 @@ def conv(c_in, c_out, k, h_out, w_out=None, groups=1, bn=True) -> Cost:
     return Cost(weights + (2 * c_out if bn else 0), weights * h_out * w_out)
 
 
+def halved(h: int) -> int:
+    """Side after a stride-2 layer of the network: every stride-2 op pads to ceil(h / 2)."""
+    return (h + 1) // 2
+
+
 def op_cost(name: str, c: int, stride: int, h: int) -> Cost:
     """Cost of one evaluation-network op on a c-channel, h x h input."""
-    ho = h // stride
+    ho = halved(h) if stride == 2 else h
     if name in ("none", "noise", "max_pool_3x3", "avg_pool_3x3"):
         return Cost()
     if name == "skip_connect":
@@ -67,16 +72,21 @@ def network_cost(
     image_size: int = 32,
     imagenet: bool = False,
     stem_multiplier: int = 3,
+    reductions: int = 2,
 ) -> Cost:
-    """Params and mult-adds of the DARTS CIFAR (or ImageNet mobile) evaluation network."""
+    """Params and mult-adds of the DARTS CIFAR (or ImageNet mobile) evaluation network.
+
+    Any square input side works (odd sides too: stride-2 layers give ceil(h / 2), as built);
+    `reductions=1` keeps the first reduction cell only (the segmentation backbone).
+    """
     total = Cost()
     c = init_channels
     if imagenet:
-        h = (image_size + 1) // 2
+        h = halved(image_size)
         total += conv(in_channels, c // 2, 3, h)
-        h = (h + 1) // 2
+        h = halved(h)
         total += conv(c // 2, c, 3, h)
-        h = (h + 1) // 2
+        h = halved(h)
         total += conv(c, c, 3, h)
         c_pp = c_p = c
         reduction_prev = True
@@ -86,17 +96,19 @@ def network_cost(
         total += conv(in_channels, c_pp, 3, h)
         reduction_prev = False
     for i in range(layers):
-        reduction = i in reduction_layers(layers)
+        reduction = i in reduction_layers(layers, reductions)
         if reduction:
             c *= 2
         cell = genotype.reduce if reduction else genotype.normal
         concat = genotype.reduce_concat if reduction else genotype.normal_concat
         total += factorized_reduce(c_pp, c, h) if reduction_prev else conv(c_pp, c, 1, h)
         total += conv(c_p, c, 1, h)
+        h_out = halved(h) if reduction else h
         for op, src in cell:
-            total += op_cost(op, c, 2 if reduction and src < 2 else 1, h)
-        if reduction:
-            h //= 2
+            # In a reduction cell only the ops on the cell inputs (0, 1) have stride 2; an op on
+            # an intermediate node runs at stride 1 on the already halved map.
+            total += op_cost(op, c, 2, h) if reduction and src < 2 else op_cost(op, c, 1, h_out)
+        h = h_out
         reduction_prev = reduction
         c_pp, c_p = c_p, len(concat) * c
     total += Cost(c_p * num_classes + num_classes, c_p * num_classes)

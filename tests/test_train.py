@@ -24,7 +24,7 @@ from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.genotype import published_genotypes
 from archsearch.utils.io import load_checkpoint
 
-# darts_family.md 1.8: params (M) of the CIFAR (C=36, 20 cells, 10 classes) and ImageNet
+# docs/methods/darts.md §1.8: params (M) of the CIFAR (C=36, 20 cells, 10 classes) and ImageNet
 # (C=48, 14 cells, 1000 classes) networks, auxiliary head excluded.
 PUBLISHED_PARAMS_M = {
     "DARTS_V2": (3.349, 4.719), "DARTS_V1": (3.169, 4.510), "PC_DARTS_cifar": (3.635, 5.271),

@@ -1,4 +1,4 @@
-"""UnNAS pretext objectives: rotation, colorization, jigsaw (unnas.md 1.2-1.4 and 8)."""
+"""UnNAS pretext objectives: rotation, colorization, jigsaw (docs/methods/unnas.md §1.2-1.4 and §8)."""
 import itertools
 import json
 import math
@@ -103,7 +103,7 @@ def test_shipped_ab_bins_are_zhangs_313_and_cover_srgb():
     data = json.loads(BINS_FILE.read_text())
     assert data["count"] == len(shipped) == 313
     assert len(torch.unique(shipped, dim=0)) == len(shipped)
-    # published facts: first and last points of pts_in_hull, and the span (unnas.md 1.3)
+    # published facts: first and last points of pts_in_hull, and the span (docs/methods/unnas.md §1.3)
     assert shipped[:6].tolist() == [[-90, 50], [-90, 60], [-90, 70], [-90, 80], [-90, 90], [-80, 20]]
     assert shipped[307:].tolist() == [[100, -50], [100, -40], [100, -30], [100, -20], [100, -10], [100, 0]]
     assert shipped[:, 1].min() == -110 and shipped[:, 1].max() == 100

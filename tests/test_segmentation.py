@@ -78,7 +78,7 @@ def test_label_ids_map_to_the_19_train_ids():
 
 
 def test_segmentation_network_has_the_spec_size_and_one_reduction():
-    # unnas.md 4.4: DARTS_V2 at width 82, 12 cells, one reduction, ASPP 256 / 6,12,18: 9.56M params
+    # docs/methods/unnas.md §4.4: DARTS_V2 at width 82, 12 cells, one reduction, ASPP 256 / 6,12,18: 9.56M params
     with torch.device("meta"):
         net, _ = _seg_net(82, 12, 769, channels=256)
     assert round(count_params(net) / 1e6, 2) == 9.56

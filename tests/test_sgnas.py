@@ -40,7 +40,7 @@ def tiny_space(**kw):
 
 
 def parse(s: str) -> MobileArch:
-    """e:[kernels] per layer (sgnas.md 6.3) -> architecture with skips last."""
+    """e:[kernels] per layer (docs/methods/sgnas.md §6.3) -> architecture with skips last."""
     layers = []
     for tok in s.split():
         ks = [int(k) for k in tok.split(":")[1].strip("[]").split(",")]
@@ -69,7 +69,7 @@ def conv_macs_by_hooks(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-# -- lookup table and costs against the spec's measured values ---------------------------------
+# -- lookup table and costs against the measured values of docs/methods/sgnas.md §5.2 ----------
 def test_lookup_table_reproduces_the_measured_imagenet_and_cifar_values():
     def uniform(layout, e, k):
         return MobileArch(tuple(tuple([k] * e + [SKIP] * (6 - e)) for _ in layout.layers))
@@ -80,7 +80,7 @@ def test_lookup_table_reproduces_the_measured_imagenet_and_cifar_values():
     assert t.dw[0, :3].tolist() == pytest.approx([0.452, 1.254, 2.459], abs=1e-3)
     assert (t.pw1[0].item(), t.pw2[0].item(), t.pw2[18].item()) == pytest.approx((19.268, 9.634, 18.063), abs=1e-3)
     for (e, k), want in {(1, 3): 75.1, (6, 7): 556.1, (2, 3): 177.6, (2, 7): 212.7, (6, 3): 450.8}.items():
-        assert t.discrete(uniform(im, e, k)) == pytest.approx(want, abs=0.06)  # spec: 0.1 (177.548 -> 177.6)
+        assert t.discrete(uniform(im, e, k)) == pytest.approx(want, abs=0.06)  # §5.2: 0.1 (177.548 -> 177.6)
     ci = build_layout(MobileSpaceConfig(layout="cifar"), 3, 32)
     tc = FlopsTable(ci)
     assert tc.base == pytest.approx(8.258, abs=1e-3)

@@ -1,4 +1,4 @@
-"""UnNAS search presets keep the protocol's numbers (unnas.md 4.1); the shuffled portion split."""
+"""UnNAS search presets keep the protocol's numbers (docs/methods/unnas.md §4.1); the shuffled portion split."""
 import pytest
 
 from archsearch.cli import PRESETS

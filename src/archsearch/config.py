@@ -60,7 +60,7 @@ class DataConfig:
 
 @dataclass
 class MobileSpaceConfig:
-    """The SGNAS unified MobileNet space (sgnas.md 2). Lists left empty come from `layout`."""
+    """The SGNAS unified MobileNet space (docs/methods/sgnas.md §2). Lists left empty come from `layout`."""
 
     layout: str = "imagenet"  # imagenet | cifar: Table 6 and its CIFAR variant (stem/first stride 1)
     stem_channels: int = 0  # 0 = from layout
@@ -93,7 +93,7 @@ class SpaceConfig:
 
 @dataclass
 class SgnasConfig:
-    """SGNAS (sgnas.md 3-5): the supernet phase is strategy.warmup_epochs, the generator the rest."""
+    """SGNAS (docs/methods/sgnas.md §3-5): the supernet phase is strategy.warmup_epochs, the generator the rest."""
 
     fair_passes: int = 0  # paths per supernet step; 0 = one per expansion rate (strict); the code: 4
     sum_passes: bool = True  # gradients of the passes summed (the code) rather than averaged
@@ -151,7 +151,7 @@ class StrategyConfig:
 
 @dataclass
 class JigsawConfig:
-    """UnNAS jigsaw puzzles (unnas.md 1.4)."""
+    """UnNAS jigsaw puzzles (docs/methods/unnas.md §1.4)."""
 
     grid: int = 3  # 3x3 tiles (ImageNet, Cityscapes) or 2x2 (CIFAR-size images)
     num_permutations: int = 0  # classes; 0 = 1000 for a 3x3 grid, all 24 for 2x2
@@ -162,7 +162,7 @@ class JigsawConfig:
 
 @dataclass
 class ColorizationConfig:
-    """UnNAS colorization (unnas.md 1.3)."""
+    """UnNAS colorization (docs/methods/unnas.md §1.3)."""
 
     bins: str = ""  # "" = the shipped in-gamut ab bins; else a .npy/.json (Q, 2) file on the 10-grid
 
@@ -283,7 +283,7 @@ class CostWindowConfig:
     """Keep sampled cells whose evaluation network costs within [low, high] x the reference.
 
     Defaults: ResNet-56 on CIFAR-10 (855,770 params, 125,747,850 mult-adds, pycls), with cells priced
-    on the CIFAR network of C=16, 20 cells, 10 classes, 32x32x3, no auxiliary head (unnas.md 3.1).
+    on the CIFAR network of C=16, 20 cells, 10 classes, 32x32x3, no auxiliary head (docs/methods/unnas.md §3.1).
     """
 
     reference_params: int = 855_770
@@ -319,8 +319,8 @@ class CorrelateConfig:
     table: TableConfig = field(default_factory=TableConfig)
     objectives: List[str] = field(default_factory=lambda: ["supervised", "rotation"])
     seeds: List[int] = field(default_factory=lambda: [1])
-    score: str = "top1"  # metric whose best epoch scores a run (unnas.md 3.3)
-    # key=value overrides of the training recipe per objective (batch and lr differ, unnas.md 3.2)
+    score: str = "top1"  # metric whose best epoch scores a run (docs/methods/unnas.md §3.3)
+    # key=value overrides of the training recipe per objective (batch and lr differ, docs/methods/unnas.md §3.2)
     objective_overrides: Dict[str, List[str]] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
 

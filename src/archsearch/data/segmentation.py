@@ -1,7 +1,7 @@
-"""Joint image + label-map pipelines for semantic segmentation (UnNAS spec 1.1, 1.5).
+"""Joint image + label-map pipelines for semantic segmentation (UnNAS, docs/methods/unnas.md §1.1, §1.5).
 
 Items are (image, mask) pairs; geometric steps act on both through torchvision's v2 functional
-ops, which resize a `tv_tensors.Mask` with nearest neighbour on its uint8 values (spec 7.4) and
+ops, which resize a `tv_tensors.Mask` with nearest neighbour on its uint8 values (docs/methods/unnas.md §7.4) and
 leave it alone in the photometric steps. Every random draw uses torch's global RNG, which the
 batch samplers seed per sample, so a resumed run sees the same crops.
 

@@ -1,5 +1,5 @@
 """Precise batch-norm statistics (pycls's `compute_precise_bn_stats`, used by UnNAS's
-sample-based training runs, unnas.md 3.2).
+sample-based training runs, docs/methods/unnas.md §3.2).
 
 Running averages with momentum lag behind the weights of the last steps; after an epoch the
 statistics are recomputed with the weights frozen: every BN takes each batch's own statistics

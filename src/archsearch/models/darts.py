@@ -1,4 +1,4 @@
-"""DARTS evaluation networks built from a genotype (darts_family.md 1.5-1.7).
+"""DARTS evaluation networks built from a genotype (docs/methods/darts.md §1.5-1.7).
 
 `darts-cifar`: stem conv, `layers` cells with reductions at 1/3 and 2/3 of the depth, auxiliary
 head after the second reduction. `darts-imagenet`: the mobile setting with two stride-2 stems

@@ -1,4 +1,4 @@
-"""Colorization as classification (Zhang et al. 2016, as used by UnNAS; unnas.md 1.3).
+"""Colorization as classification (Zhang et al. 2016, as used by UnNAS; docs/methods/unnas.md §1.3).
 
 The network sees only the lightness L of CIE Lab (one channel, L/100 standardised with the
 scalar mean and std of the dataset's per-channel statistics) and predicts, for every pixel,
@@ -120,7 +120,7 @@ class Colorization(Objective):
         self.label_smoothing = cfg.label_smoothing
         self.mean = torch.tensor(info.mean).view(3, 1, 1)
         self.std = torch.tensor(info.std).view(3, 1, 1)
-        # L/100 standardised with the averages of the per-channel statistics (unnas.md 1.3)
+        # L/100 standardised with the averages of the per-channel statistics (docs/methods/unnas.md §1.3)
         self.l_mean = sum(info.mean) / 3
         self.l_std = sum(info.std) / 3
         self.bins = load_bins(cfg.colorization.bins)

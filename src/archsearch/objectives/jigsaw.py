@@ -1,4 +1,4 @@
-"""Jigsaw puzzles (Noroozi & Favaro 2016, as used by UnNAS; unnas.md 1.4).
+"""Jigsaw puzzles (Noroozi & Favaro 2016, as used by UnNAS; docs/methods/unnas.md §1.4).
 
 An image is cut into a G x G grid of cells; from each cell a t x t tile is taken at a random
 offset (the gap stops the network from matching edges), standardised on its own (mean 0,

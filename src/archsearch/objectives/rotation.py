@@ -1,4 +1,4 @@
-"""Rotation prediction (Gidaris et al. 2018, as used by UnNAS; unnas.md 1.2).
+"""Rotation prediction (Gidaris et al. 2018, as used by UnNAS; docs/methods/unnas.md §1.2).
 
 Every image enters the batch in all four rotations (0, 90, 180, 270 degrees counter-clockwise in
 the H-W plane, `torch.rot90(x, k, dims=(-2, -1))`), labelled k = 0..3, so a batch of B images is

@@ -1,4 +1,4 @@
-"""Supervised semantic segmentation (UnNAS `seg`, spec 1.5 and 2.4): ASPP head, per-pixel CE, mIoU.
+"""Supervised semantic segmentation (UnNAS `seg`, docs/methods/unnas.md §1.5, §2.4): ASPP head, per-pixel CE, mIoU.
 
 The network returns logits at the trunk's resolution (output stride 16 for the one-reduction
 DARTS network); the loss and the metrics upsample them bilinearly (align_corners=True) to the

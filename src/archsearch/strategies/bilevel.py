@@ -3,7 +3,7 @@
 With w' = w - xi * (SGD update direction on the train batch), the hypergradient of an outer
 loss L_out is  d/dalpha L_out(w', alpha) - xi * H_{alpha,w} L_train(w, alpha) v,  v = dL_out/dw'.
 The Hessian-vector product is a central finite difference on the train batch around w
-(darts_family.md 4.5). No new network is built: w' enters through torch.func.functional_call.
+(docs/methods/darts.md §4.5). No new network is built: w' enters through torch.func.functional_call.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SGNAS architecture generator (sgnas.md 4.3): a small fully convolutional network.
+"""The SGNAS architecture generator (docs/methods/sgnas.md §4.3): a small fully convolutional network.
 
 Input: a one-hot prior architecture as a 1-channel (L, W) image plus the normalised target
 broadcast to `hc_dim` channels; output: an (L, W) logit map of the same size. All convs are

@@ -89,7 +89,7 @@ class Sgnas(SearchStrategy):
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
                                           weight_decay=cfg.arch_weight_decay)
 
-    # -- prior pool (sgnas.md 4.2) -------------------------------------------------------------
+    # -- prior pool (docs/methods/sgnas.md §4.2) -----------------------------------------------
     def _prior_pool(self) -> tuple[torch.Tensor, torch.Tensor]:
         """`pool_size` canonical one-hot architectures whose FLOPs lie within tolerance of keys
         evenly spaced inside (low, high); found by rejection sampling from a fixed seed."""

@@ -7,7 +7,7 @@ supernet where DARTS feeds softmax(alpha). Maximising the variational lower boun
 information between data and architecture is, for a classifier, minimising the loss of the
 supernet under sampled architectures (Barber-Agakov), so the network is trained on that loss.
 
-What follows the paper, what is ours (spec vimnas.md):
+What follows the paper, what is ours (docs/methods/vimnas.md §5):
 - [supp] the architectural networks of Table 1: stacks of CRB = conv, ReLU, batch norm
   (`vimnas-s`: CRB(3,1,3); `vimnas`: CRB(3,14,3) CRB(14,1,3); `vimnas-l`: CRB(3,14,3),
   3 x CRB(14,14,3), CRB(14,1,3)), 'same' padding, one output map of edges x ops; learning rate

@@ -1,9 +1,9 @@
 """`archsearch correlate`: do architecture rankings agree across objectives? (UnNAS, sample-based)
 
 Cells are drawn from a space with the UnNAS distribution and kept when their evaluation network
-costs within a window around a reference (unnas.md 3.1), or drawn per accuracy decile from an
+costs within a window around a reference (docs/methods/unnas.md §3.1), or drawn per accuracy decile from an
 external table. Each is trained from scratch under every listed objective and seed with the
-training engine; a run scores the best epoch of its test metric (unnas.md 3.3), seeds are
+training engine; a run scores the best epoch of its test metric (docs/methods/unnas.md §3.3), seeds are
 averaged, and every pair of objectives gets Spearman's rho and Kendall's tau (scipy) and a
 scatter plot.
 

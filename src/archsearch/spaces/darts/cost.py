@@ -1,6 +1,6 @@
 """Analytic parameter and mult-add counts of a genotype's evaluation network.
 
-Counted from the layer formulas (darts_family.md 1.1, 1.5, 1.7) without building the network:
+Counted from the layer formulas (docs/methods/darts.md §1.1, §1.5, §1.7) without building the network:
 BN layers are affine (2 parameters per channel), the auxiliary head is excluded as in the
 papers, and mult-adds count convolutions and the classifier only.
 """

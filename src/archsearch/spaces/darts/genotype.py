@@ -133,7 +133,7 @@ def sample_cell(op_names: Sequence[Sequence[str]], nodes: int, rng: random.Rando
     """Uniform random cell.
 
     Default (random search): two distinct inputs per node, a non-`none` op on each. `unnas`: the
-    distribution of the UnNAS sample (unnas.md 3.1): each of a node's two inputs drawn with
+    distribution of the UnNAS sample (docs/methods/unnas.md §3.1): each of a node's two inputs drawn with
     replacement, ops drawn from every candidate, `none` included.
     """
     cell = []

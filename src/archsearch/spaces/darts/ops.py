@@ -1,4 +1,4 @@
-"""Candidate operations of the DARTS space (darts_family.md 1.1) and the RobustDARTS noise op.
+"""Candidate operations of the DARTS space (docs/methods/darts.md §1.1) and the RobustDARTS noise op.
 
 Every op maps (N, C, H, W) to (N, C, H/s, W/s). `affine=False` in search keeps the outputs of
 all candidates on one scale so that the architecture weights, not a learned BN gain, express

@@ -1,4 +1,4 @@
-"""The DARTS cell space and the RobustDARTS reduced spaces S1-S4 (darts_family.md 1, 9)."""
+"""The DARTS cell space and the RobustDARTS reduced spaces S1-S4 (docs/methods/darts.md §1, §9)."""
 from __future__ import annotations
 
 import random

@@ -1,4 +1,4 @@
-"""Discrete architectures of the unified space: one candidate per sub-block (sgnas.md 2.3, 2.4).
+"""Discrete architectures of the unified space: one candidate per sub-block (docs/methods/sgnas.md §2.3, §2.4).
 
 A layer is a tuple of S entries, each a kernel size or SKIP (0). Its expansion rate is the
 number of non-skip entries, its depthwise stage the list of those kernels in sub-block order.
@@ -35,7 +35,7 @@ class MobileArch:
         ))
 
     def short(self) -> str:
-        """e:[kernels] per layer, the notation of sgnas.md 6.3."""
+        """e:[kernels] per layer, the notation of docs/methods/sgnas.md §6.3."""
         return " ".join(f"{e}:[{','.join(map(str, k))}]" for e, k in zip(self.expansions, self.kernels))
 
     def to_dict(self) -> dict:

@@ -1,6 +1,6 @@
 """FLOPs and parameters: the differentiable lookup table and the stand-alone network's counts.
 
-The lookup table (sgnas.md 5.2) prices soft architecture weights p of shape (L, S, K+1):
+The lookup table (docs/methods/sgnas.md §5.2) prices soft architecture weights p of shape (L, S, K+1):
 
   F(p) = BASE + sum_l [ sum_{b, k} 1[p > thr] p DW[l, k] + 1[a_l > 1] a_l/S PW1[l] + a_l/S PW2[l] ]
 

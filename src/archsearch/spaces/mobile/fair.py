@@ -1,4 +1,4 @@
-"""Strictly fair path schedules for the unified supernet (FairNAS rule, sgnas.md 3.2).
+"""Strictly fair path schedules for the unified supernet (FairNAS rule, docs/methods/sgnas.md §3.2).
 
 One supernet step runs `passes` single paths on the same batch and sums their gradients. Per
 layer, the expansion rates of the passes are a random permutation of [min, S] (one pass each

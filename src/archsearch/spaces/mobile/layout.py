@@ -1,4 +1,4 @@
-"""The macro-architecture of the unified MobileNet space and its analytic costs (sgnas.md 2.1, 5.2).
+"""The macro-architecture of the unified MobileNet space and its analytic costs (docs/methods/sgnas.md §2.1, §5.2).
 
 A `Layout` is the fixed skeleton for one input (channels, resolution): stem, the fixed first
 MBConv, the searchable layers, the 1x1 head conv. FLOPs are conv multiply-accumulates only

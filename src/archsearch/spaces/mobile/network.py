@@ -1,4 +1,4 @@
-"""The stand-alone network of a discrete architecture (sgnas.md 6.2), for retraining from scratch.
+"""The stand-alone network of a discrete architecture (docs/methods/sgnas.md §6.2), for retraining from scratch.
 
 Each searchable layer becomes an MBConv whose expansion rate is its number of active sub-blocks
 and whose depthwise stage is a mixed-kernel conv with one C_in-channel group per active

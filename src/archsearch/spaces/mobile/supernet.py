@@ -1,4 +1,4 @@
-"""The unified supernet (sgnas.md 2.2): 19 unified blocks, each the sum of S expansion-1 MBConvs.
+"""The unified supernet (docs/methods/sgnas.md §2.2): 19 unified blocks, each the sum of S expansion-1 MBConvs.
 
 A unified block expands C_in -> S*C_in (shared 1x1 + BN + ReLU6), gives slice b of C_in channels
 to sub-block b, which mixes its depthwise candidates with the architecture weights (skip = zeros),
@@ -20,7 +20,7 @@ from archsearch.spaces.mobile.layout import LayerSpec, Layout
 
 
 def init_weights(module: nn.Module) -> None:
-    """Fan-out He normal convs, unit BN, N(0, 0.01) linear (sgnas.md 2.6)."""
+    """Fan-out He normal convs, unit BN, N(0, 0.01) linear (docs/methods/sgnas.md §2.6)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels

@@ -23,7 +23,7 @@ from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.genotype import published_genotypes
 from archsearch.studies.correlate import in_window, sample_archs
 
-# The papers' parameter counts (millions, CIFAR C=36 x 20 cells / ImageNet C=48 x 14 cells).
+# The papers' parameter counts (millions; CIFAR C=36 x 20 cells, ImageNet C=48 x 14 cells; docs/methods/darts.md §1.8).
 PUBLISHED_PARAMS_M = {
     "DARTS_V2": (3.349, 4.719), "DARTS_V1": (3.169, 4.510), "PC_DARTS_cifar": (3.635, 5.271),
     "PC_DARTS_image": (3.722, 5.342), "MILENAS_r101_e50_48_n7r3": (3.874, 5.380),

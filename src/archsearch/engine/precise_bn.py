@@ -13,7 +13,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from archsearch.engine.distributed import average_
+from archsearch.collectives import average_
 
 
 @torch.no_grad()

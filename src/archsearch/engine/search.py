@@ -21,6 +21,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from archsearch.collectives import same_on_all_ranks, use_global_batch_norm
 from archsearch.config import SearchConfig, to_dict, to_yaml
 from archsearch.data import build_search_data
 from archsearch.engine.device import default_dtype, rng_state, seed_everything, select_device, set_rng_state
@@ -30,8 +31,6 @@ from archsearch.engine.distributed import (
     all_reduce_sum,
     max_divergence,
     run_in_process_group,
-    same_on_all_ranks,
-    use_global_batch_norm,
 )
 from archsearch.engine.rundir import checkpoint_to_resume
 from archsearch.engine.runlog import JsonlLog
@@ -65,7 +64,7 @@ class Search:
     def build(cls, cfg: SearchConfig, dist: DistInfo = SINGLE_PROCESS, device: Optional[torch.device] = None) -> Search:
         """Under torchrun (`dist`), every rank holds the same supernet and strategy and reads its
         slice of each global batch; batch norm runs over the global batch and strategies average
-        every gradient (engine/distributed.py), so all ranks follow the single-process run."""
+        every gradient (collectives.py), so all ranks follow the single-process run."""
         seed_everything(cfg.seed)  # the same initial weights, architecture and sampling on every rank
         device = device or select_device(cfg.device)
         data = build_search_data(cfg.data, cfg.seed, rank=dist.rank, world=dist.world)

@@ -35,6 +35,7 @@ from torch.utils.data import Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from archsearch.collectives import use_global_batch_norm
 from archsearch.config import TrainConfig, to_dict, to_yaml
 from archsearch.data import build_dataset, dataset_info
 from archsearch.data.epochs import eval_loader, train_loader
@@ -43,7 +44,6 @@ from archsearch.engine.distributed import (
     all_reduce_sum,
     max_divergence,
     run_in_process_group,
-    use_global_batch_norm,
 )
 from archsearch.engine.optim import build_optimizer
 from archsearch.engine.precise_bn import recompute_bn_stats

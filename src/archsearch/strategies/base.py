@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from archsearch.engine.distributed import average_
+from archsearch.collectives import average_
 from archsearch.errors import DivergenceError
 from archsearch.registry import Registry
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from archsearch.engine.distributed import average_
+from archsearch.collectives import average_
 from archsearch.strategies.base import Batch, StepContext, check_finite, forward_loss
 
 

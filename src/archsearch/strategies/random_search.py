@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from archsearch.engine.distributed import average_scalar
+from archsearch.collectives import average_scalar
 from archsearch.strategies.base import STRATEGIES, SearchStrategy, StepContext, forward_loss, step_rng, weight_step
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from archsearch.engine.distributed import average_
+from archsearch.collectives import average_
 from archsearch.errors import ConfigError
 from archsearch.spaces.mobile.arch import MobileArch, sample_arch
 from archsearch.spaces.mobile.space import MobileUnifiedSpace

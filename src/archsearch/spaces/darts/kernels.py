@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.graph import get_gradient_edge
 
-from archsearch.engine import distributed
+from archsearch import collectives
 
 
 def to_phases(x: torch.Tensor) -> torch.Tensor:
@@ -129,15 +129,15 @@ def scaled_bn(bn: nn.BatchNorm2d, x: torch.Tensor, scale: Optional[torch.Tensor]
     # materialised: the channels-last CPU BN backward misreads a stride-0 (expanded) weight
     # (x's dtype: a 0-dim weight times a tensor takes the tensor's dtype)
     gain = scale.to(x.dtype).expand(x.shape[1]).contiguous()
-    if distributed.is_global(bn):  # under torchrun with sync_bn: the global batch's statistics
-        return distributed.global_batch_norm(x, bn.running_mean, bn.running_var, gain, None, m, bn.eps)
+    if collectives.is_global(bn):  # under torchrun with sync_bn: the global batch's statistics
+        return collectives.global_batch_norm(x, bn.running_mean, bn.running_var, gain, None, m, bn.eps)
     return F.batch_norm(x, bn.running_mean, bn.running_var, gain, None, _batch_stats(bn), m, bn.eps)
 
 
 def shared_bn(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor) -> Optional[torch.Tensor]:
     """bn(x), identical for every bn in `bns` (affine-free, training mode); each one's running
     statistics are updated as if it had run. None when the modules would not agree (eval mode)."""
-    if any(distributed.is_global(bn) for bn in bns) or \
+    if any(collectives.is_global(bn) for bn in bns) or \
             not all(bn.training and not bn.affine and bn.track_running_stats for bn in bns):
         return None  # (a global BN normalises over the global batch itself)
     eps = bns[0].eps

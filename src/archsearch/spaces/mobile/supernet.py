@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.engine import distributed
+from archsearch import collectives
 from archsearch.spaces.mobile.layout import LayerSpec, Layout
 
 
@@ -47,8 +47,8 @@ def bn_slice(bn: nn.BatchNorm2d, x: torch.Tensor, n: int) -> torch.Tensor:
     if n == bn.num_features:
         return bn(x)
     momentum = bn.momentum if bn.training else 0.0
-    if distributed.is_global(bn):  # under torchrun with sync_bn: the global batch's statistics
-        return distributed.global_batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n],
+    if collectives.is_global(bn):  # under torchrun with sync_bn: the global batch's statistics
+        return collectives.global_batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n],
                                              bn.bias[:n], momentum, bn.eps)
     return F.batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n], bn.bias[:n],
                         bn.training, momentum, bn.eps)

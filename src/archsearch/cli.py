@@ -112,20 +112,47 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def cmd_genotype(args) -> int:
-    from archsearch.spaces.darts.cost import network_cost
-    from archsearch.spaces.darts.genotype import resolve_genotype
+def _yaml_string(ref: str) -> str:
+    """`train` passes --genotype on as `model.genotype=VALUE`, which OmegaConf reads as YAML: quoted, a
+    genotype written as a YAML list or JSON object stays the string the model family resolves."""
+    import json
 
+    return json.dumps(ref)  # a JSON string is a YAML double-quoted scalar
+
+
+def cmd_genotype(args) -> int:
+    from dataclasses import replace
+
+    from archsearch.spaces.darts.formats import format_for_path, resolve_genotype, write_genotype
+    from archsearch.spaces.darts.pricing import CIFAR, IMAGENET
+    from archsearch.utils.io import atomic_write_text
+
+    sizes = {k: getattr(args, k) for k in ("channels", "cells", "classes", "image_size", "in_channels")
+             if getattr(args, k) is not None}
+    if (args.to or args.output) and (sizes or args.imagenet):
+        raise ConfigError("--to/--output write the genotype only; price it without them")
+    fmt = args.to or (format_for_path(Path(args.output)) if args.output else None)
+    if args.output and fmt is None:
+        raise ConfigError(f"--output {args.output}: no format goes with that suffix; add --to json|darts|pycls")
     g = resolve_genotype(args.ref)
+    if fmt:
+        text = write_genotype(g, fmt)
+        if args.output:
+            atomic_write_text(Path(args.output), text)
+            print(f"wrote {args.output} ({fmt})")
+        else:
+            sys.stdout.write(text)
+        return 0
+    nets = [replace(IMAGENET if args.imagenet else CIFAR, **sizes)] if sizes or args.imagenet else [CIFAR, IMAGENET]
+    costs = [net.cost(g) for net in nets]  # bad sizes fail before anything is printed
     for kind in ("normal", "reduce"):
         cell = getattr(g, kind)
         nodes = "  ".join(f"{i}: {cell[2 * i][0]}<-{cell[2 * i][1]}, {cell[2 * i + 1][0]}<-{cell[2 * i + 1][1]}"
                           for i in range(len(cell) // 2))
         print(f"{kind:7s} {nodes}  concat {list(getattr(g, kind + '_concat'))}")
-    cifar = network_cost(g, 36, 20, num_classes=10)
-    imnet = network_cost(g, 48, 14, num_classes=1000, image_size=224, imagenet=True)
-    print(f"CIFAR network (C=36, 20 cells): {cifar.params / 1e6:.3f}M params, {cifar.macs / 1e6:.0f}M mult-adds")
-    print(f"ImageNet network (C=48, 14 cells): {imnet.params / 1e6:.3f}M params, {imnet.macs / 1e6:.0f}M mult-adds")
+    for net, cost in zip(nets, costs):
+        macs = f"{cost.macs / 1e6:.0f}" if cost.macs >= 1e7 else f"{cost.macs / 1e6:.3f}"
+        print(f"{net.describe()}: {cost.params / 1e6:.3f}M params, {macs}M mult-adds")
     return 0
 
 
@@ -196,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("args", nargs="*", metavar="[PRESET] key=value",
                    help="a training preset (default train_fashionmnist) and key=value overrides")
     which = t.add_mutually_exclusive_group()
-    which.add_argument("--genotype", help="published genotype name or genotype JSON file")
+    which.add_argument("--genotype", type=_yaml_string,
+                       help="published genotype name, or a genotype file or text in any format `archsearch "
+                            "genotype` reads (archsearch JSON, DARTS Genotype(...) repr, pycls/UnNAS YAML)")
     which.add_argument("--run", help="a search run directory (its genotype.json)")
     t.add_argument("--out", help="run directory (default runs/<name>); an existing run resumes")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -223,8 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CONFIG is a training preset: time data loading, the training step and both together")
     b.set_defaults(func=cmd_bench)
 
-    g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks")
-    g.add_argument("ref", help="genotype JSON file, run directory, or published name")
+    g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks, or convert it")
+    g.add_argument("ref", help="published name, run directory, or a genotype file or text: archsearch JSON, a DARTS "
+                               "Genotype(...) repr, or pycls/UnNAS YAML (NAS.CUSTOM_GENOTYPE or the bare 4-item list)")
+    g.add_argument("--to", metavar="FORMAT", help="print the genotype in this format instead: json, darts or pycls")
+    g.add_argument("--output", metavar="FILE",
+                   help="write the converted genotype to FILE (atomically); without --to the suffix picks the format")
+    price = g.add_argument_group("pricing (default: the CIFAR network C=36 x 20 cells and ImageNet C=48 x 14)")
+    price.add_argument("--channels", type=int, metavar="C", help="initial channels")
+    price.add_argument("--cells", type=int, metavar="L", help="number of cells")
+    price.add_argument("--classes", type=int, metavar="K", help="classifier outputs")
+    price.add_argument("--image-size", type=int, metavar="S", help="input side in pixels")
+    price.add_argument("--in-channels", type=int, metavar="N", help="input channels (default 3)")
+    price.add_argument("--imagenet", action="store_true",
+                       help="the ImageNet network (three stride-2 stem convs); unset sizes then default to "
+                            "C=48, 14 cells, 1000 classes, 224 px instead of C=36, 20 cells, 10 classes, 32 px")
     g.set_defaults(func=cmd_genotype)
 
     gen = sub.add_parser("generate", help="SGNAS: architectures for FLOPs targets from a trained generator")

@@ -222,7 +222,7 @@ class ModelConfig:
     """An evaluation network (`archsearch list models`) and the architecture it is built from."""
 
     name: str = "darts-cifar"  # darts-cifar | darts-imagenet | mobile
-    genotype: str = ""  # published name, genotype JSON file or search run directory
+    genotype: str = ""  # published name, search run directory, or genotype file or text in any format
     init_channels: int = 36
     layers: int = 20
     stem_multiplier: int = 3
@@ -300,7 +300,7 @@ class CostWindowConfig:
 @dataclass
 class TableConfig:
     """An external table of architectures with accuracies (e.g. a benchmark export), CSV with
-    columns `genotype` (JSON object) and `accuracy`; `per_decile` rows are drawn from each tenth."""
+    columns `genotype` (any genotype format) and `accuracy`; `per_decile` rows are drawn from each tenth."""
 
     path: str = ""
     per_decile: int = 0

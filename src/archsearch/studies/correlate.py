@@ -33,6 +33,7 @@ from archsearch.engine.train import run_train
 from archsearch.errors import ConfigError, DataError, GenotypeError
 from archsearch.spaces import create_space
 from archsearch.spaces.darts.cost import network_cost
+from archsearch.spaces.darts.formats import parse_genotype
 from archsearch.spaces.darts.genotype import Genotype
 from archsearch.utils.io import atomic_write_json, atomic_write_text
 
@@ -67,12 +68,12 @@ def read_table(cfg: CorrelateConfig) -> list[tuple[Genotype, float]]:
     path = Path(cfg.table.path)
     try:
         with path.open(newline="") as f:
-            rows = [(Genotype.from_dict(json.loads(r["genotype"]), where=f"{path}:{i + 2}"), float(r["accuracy"]))
+            rows = [(parse_genotype(r["genotype"], where=f"{path}:{i + 2}"), float(r["accuracy"]))
                     for i, r in enumerate(csv.DictReader(f))]
     except FileNotFoundError:
         raise DataError(f"architecture table not found: {path}") from None
-    except (KeyError, ValueError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: expected CSV columns genotype (JSON) and accuracy: {e}") from None
+    except (KeyError, ValueError) as e:
+        raise DataError(f"{path}: expected CSV columns genotype (in any genotype format) and accuracy: {e}") from None
     rows.sort(key=lambda r: r[1])
     if not cfg.table.per_decile:
         return rows

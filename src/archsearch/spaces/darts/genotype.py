@@ -1,4 +1,8 @@
-"""Discrete DARTS-style cells: the genotype data type, its JSON form, derivation and sampling."""
+"""Discrete DARTS-style cells: the genotype data type and its validation, derivation and sampling.
+
+Text forms (archsearch JSON, the originals' `Genotype(...)` repr, pycls YAML) live in `formats/`;
+every reader ends in `Genotype.from_dict`, so all of them get the same checks.
+"""
 from __future__ import annotations
 
 import json
@@ -51,8 +55,9 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "genotype") -> "Genotype":
+        """The one validation every reader ends in: op names, input indices, concatenated states."""
         if not isinstance(d, dict):
-            raise GenotypeError(f"{where}: expected a JSON object with normal/reduce cells")
+            raise GenotypeError(f"{where}: expected the fields normal, normal_concat, reduce and reduce_concat")
         missing = {"normal", "normal_concat", "reduce", "reduce_concat"} - set(d)
         if missing:
             raise GenotypeError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
@@ -74,14 +79,16 @@ class Genotype:
 
     @classmethod
     def load(cls, path: Path) -> "Genotype":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise GenotypeError(f"genotype file not found: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise GenotypeError(f"{path} is not valid JSON: {e}") from None
-        return cls.from_dict(d, where=str(path))
+        """A genotype file in any known format (see `formats/`)."""
+        from archsearch.spaces.darts.formats import read_genotype_file  # formats imports this module
+
+        return read_genotype_file(Path(path))
+
+
+def _brief(value, limit: int = 60) -> str:
+    """repr() cut short: error messages stay one readable line whatever the input holds."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _cell(pairs, where: str) -> Cell:
@@ -91,7 +98,7 @@ def _cell(pairs, where: str) -> Cell:
     for k, p in enumerate(pairs):
         if not (isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str)
                 and isinstance(p[1], int) and not isinstance(p[1], bool)):
-            raise GenotypeError(f"{where}[{k}]: expected [op_name, input_index], got {p!r}")
+            raise GenotypeError(f"{where}[{k}]: expected [op_name, input_index], got {_brief(p)}")
         op, src = p
         if op not in OPS:
             raise GenotypeError(f"{where}[{k}]: unknown operation {op!r}")
@@ -103,8 +110,9 @@ def _cell(pairs, where: str) -> Cell:
 
 
 def _concat(c, where: str) -> tuple[int, ...]:
-    if not isinstance(c, list) or not c or not all(isinstance(i, int) for i in c):
-        raise GenotypeError(f"{where}: expected a non-empty list of state indices")
+    # bool is an int subclass, but `true` in a YAML list is a typo, not state 1
+    if not isinstance(c, list) or not c or not all(isinstance(i, int) and not isinstance(i, bool) for i in c):
+        raise GenotypeError(f"{where}: expected a non-empty list of state indices, got {_brief(c)}")
     return tuple(c)
 
 
@@ -156,14 +164,7 @@ def published_genotypes() -> dict[str, Genotype]:
 
 
 def resolve_genotype(ref: str) -> Genotype:
-    """A genotype JSON file, a run directory holding genotype.json, or a published name."""
-    p = Path(ref)
-    if p.is_dir():
-        p = p / "genotype.json"
-    if p.suffix == ".json" or p.exists():
-        return Genotype.load(p)
-    known = published_genotypes()
-    if ref in known:
-        return known[ref]
-    raise GenotypeError(f"{ref!r} is neither a genotype file, a run directory nor a published genotype "
-                        f"({', '.join(sorted(known))})")
+    """A published name, a run directory, or a genotype file or text in any known format."""
+    from archsearch.spaces.darts.formats import resolve_genotype as resolve  # formats imports this module
+
+    return resolve(ref)

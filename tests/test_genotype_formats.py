@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from archsearch.cli import _yaml_string, main, resolve_config
+from archsearch.cli import main, resolve_config
 from archsearch.config import CorrelateConfig, TrainConfig, load_config
 from archsearch.errors import GenotypeError
 from archsearch.models import create_family
@@ -304,7 +304,7 @@ def test_train_genotype_option_reaches_the_model_family_in_every_format():
     family = create_family("darts-cifar")
     for text in (write_genotype(V2, "json"), write_genotype(V2, "pycls"), write_genotype(V2, "darts"),
                  "[[[sep_conv_3x3, 0], [sep_conv_3x3, 1]], [2], [[max_pool_3x3, 0], [max_pool_3x3, 1]], [2]]"):
-        cfg = load_config(resolve_config("train_fashionmnist"), [f"model.genotype={_yaml_string(text)}"],
+        cfg = load_config(resolve_config("train_fashionmnist"), [f"model.genotype={json.dumps(text)}"],
                           schema=TrainConfig)
         assert cfg.model.genotype == text
         assert family.resolve(cfg.model.genotype) == parse_genotype(text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -59,7 +60,9 @@ def cmd_train(args) -> int:
     path = resolve_config(preset[0] if preset else "train_fashionmnist")
     ref = args.genotype or args.run
     if ref:
-        overrides.append(f"model.genotype={ref}")
+        # OmegaConf reads an override's value as YAML: quoted (a JSON string is a YAML scalar), a
+        # genotype given as a YAML list or a JSON object stays the text the model family resolves
+        overrides.append(f"model.genotype={json.dumps(ref)}")
     cfg = load_config(path, overrides, schema=TrainConfig)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = run_train(cfg, out, progress=False if args.no_progress else None)
@@ -110,14 +113,6 @@ def cmd_bench(args) -> int:
     cfg = load_config(resolve_config(args.config), args.overrides)
     print(format_results(cfg, run_bench(cfg, steps=args.steps)))
     return 0
-
-
-def _yaml_string(ref: str) -> str:
-    """`train` passes --genotype on as `model.genotype=VALUE`, which OmegaConf reads as YAML: quoted, a
-    genotype written as a YAML list or JSON object stays the string the model family resolves."""
-    import json
-
-    return json.dumps(ref)  # a JSON string is a YAML double-quoted scalar
 
 
 def cmd_genotype(args) -> int:
@@ -223,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("args", nargs="*", metavar="[PRESET] key=value",
                    help="a training preset (default train_fashionmnist) and key=value overrides")
     which = t.add_mutually_exclusive_group()
-    which.add_argument("--genotype", type=_yaml_string,
+    which.add_argument("--genotype",
                        help="published genotype name, or a genotype file or text in any format `archsearch "
                             "genotype` reads (archsearch JSON, DARTS Genotype(...) repr, pycls/UnNAS YAML)")
     which.add_argument("--run", help="a search run directory (its genotype.json)")

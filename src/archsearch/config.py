@@ -74,6 +74,9 @@ class MobileSpaceConfig:
     kernels: List[int] = field(default_factory=lambda: [3, 5, 7])
     min_expansion: int = 2  # fewest active sub-blocks per layer (>= 1: no layer is skipped whole)
     forced_sampling: bool = True  # one canonical arrangement per multiset (kernels sorted, skips last)
+    # argmax -> architecture: forced (FS canonical form) | released (eric8607242/SGNAS: order kept,
+    # only sub-block 0 never skip) | auto (forced when forced_sampling, else released)
+    decoding: str = "auto"
     prune_threshold: float = 0.01  # soft weights at or below it are neither computed nor counted
 
 

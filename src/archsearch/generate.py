@@ -2,35 +2,58 @@
 
 Rebuilds the space and the strategy from the run's config and checkpoint (no data is loaded,
 no supernet is built), generates all targets in one forward pass, and writes per target a JSON
-file (architecture, FLOPs, params, timm-style block strings) plus one figure of the layers.
+file (architecture, FLOPs, params, timm block strings and recipe) plus one figure of the layers.
+The run may be a search or an import of the authors' generator (interop/sgnas_release.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from archsearch.config import SearchConfig, load_config
-from archsearch.data import dataset_info
-from archsearch.errors import ConfigError
+from archsearch.data import DatasetInfo, dataset_info, static_dataset_info
+from archsearch.errors import CheckpointError, ConfigError
+from archsearch.interop import timm_mobile
 from archsearch.objectives import create_objective
 from archsearch.spaces import create_space
-from archsearch.spaces.mobile.arch import block_strings
 from archsearch.strategies import create_strategy
 from archsearch.utils.io import atomic_write_json, load_checkpoint
 
 
+def run_info(cfg: SearchConfig, ckpt: dict) -> DatasetInfo:
+    """The run's input shape and classes, without the data: recorded in its checkpoint (imports and
+    newer searches), else the dataset registry's static description (fashion-mnist, cifar, imagenet,
+    ...); only an older image-folder run still has to count its class folders."""
+    if "info" in ckpt:
+        try:
+            return DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["info"].items()})
+        except (AttributeError, TypeError) as e:
+            raise CheckpointError(f"the checkpoint's input description is damaged: {e}") from None
+    return static_dataset_info(cfg.data) or dataset_info(cfg.data)
+
+
+def bind_space(cfg: SearchConfig, info: DatasetInfo):
+    """The run's space bound to its network input, as the search engine binds it."""
+    objective = create_objective(cfg.objective, info)
+    space = create_space(cfg.space)
+    space.bind(objective.input_channels(info.in_channels), objective.input_size(info.image_size))
+    return space
+
+
 def load_generator(run_dir: Path):
-    """(strategy, space, dataset info) of a finished or running SGNAS run."""
+    """(strategy, space, dataset info, checkpoint step) of an SGNAS run: searched or imported."""
     run_dir = Path(run_dir)
     cfg: SearchConfig = load_config(run_dir / "config.yaml")
     if cfg.strategy.name != "sgnas":
         raise ConfigError(f"{run_dir} is a {cfg.strategy.name} run; generate needs an sgnas run")
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-    info = dataset_info(cfg.data)
-    objective = create_objective(cfg.objective, info)
-    space = create_space(cfg.space)
-    space.bind(objective.input_channels(info.in_channels), info.image_size)
+    info = run_info(cfg, ckpt)
+    space = bind_space(cfg, info)
     strategy = create_strategy(cfg.strategy, space)
-    strategy.load_state_dict(ckpt["strategy"])
+    try:
+        strategy.load_state_dict(ckpt["strategy"])
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{run_dir / 'checkpoint.pt'} does not fit its config.yaml: {type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:300]}") from None
     strategy.eval()
     return strategy, space, info, int(ckpt["step"])
 
@@ -60,8 +83,9 @@ def generate(run_dir: Path, targets: list[float], out_dir: Path | None = None, l
             "generator": "last" if last else "best",
             "best_generator_step": int(strategy.best_step),
             "checkpoint_step": step,
+            "decoding": space.decoding.name,
             "architecture": space.arch_to_dict(arch),
-            "blocks_se": block_strings(arch, space.layout, se=True),
+            "timm": timm_mobile.recipe(arch, space.layout),
             "short": arch.short(),
         }
         atomic_write_json(out_dir / f"flops_{_name(t)}.json", rec)

@@ -10,6 +10,7 @@ from archsearch.data.search import (
     build_search_data,
     dataset_info,
     list_datasets,
+    static_dataset_info,
 )
 from archsearch.data.stream import BatchStream, SeededDataset
 from archsearch.data.transforms import Cutout
@@ -26,4 +27,5 @@ __all__ = [
     "build_search_data",
     "dataset_info",
     "list_datasets",
+    "static_dataset_info",
 ]

@@ -56,7 +56,14 @@ class DataSource(ABC):
         return build_transform(self.style, self.info(), self.native_info().image_size, self.cfg, augment)
 
     def info(self) -> DatasetInfo:
-        info = self.native_info()
+        return self._sized(self.native_info())
+
+    def static_info(self) -> Optional[DatasetInfo]:
+        """info() without opening a file, or None where only the files tell (an image folder's
+        classes); rebuilding from a run directory (generate) needs no data on disk."""
+        return self.info()
+
+    def _sized(self, info: DatasetInfo) -> DatasetInfo:
         if self.cfg.image_size:
             info = dataclasses.replace(info, image_size=self.cfg.image_size)
         return info

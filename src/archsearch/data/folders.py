@@ -60,6 +60,9 @@ class ImageFolderSource(DataSource):
         num_classes = len(self.classes(self.split_dir(True)))
         return DatasetInfo(self.name, 3, 224, num_classes, IMAGENET_MEAN, IMAGENET_STD)
 
+    def static_info(self) -> Optional[DatasetInfo]:
+        return None  # the class count is the number of class folders
+
     def load(self, train: bool, transform: Optional[Transform]) -> Dataset:
         folder = self.split_dir(train)
         if not train and self.classes(folder) != self.classes(self.split_dir(True)):
@@ -79,3 +82,7 @@ class ImageNetSource(ImageFolderSource):
 
     name = "imagenet"
     env_subdir = "imagenet"
+
+    def static_info(self) -> Optional[DatasetInfo]:
+        """ILSVRC-2012's 1000 classes (its PC-DARTS subsets keep every class)."""
+        return self._sized(DatasetInfo(self.name, 3, 224, 1000, IMAGENET_MEAN, IMAGENET_STD))

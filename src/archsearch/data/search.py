@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -32,6 +33,11 @@ def list_datasets() -> list[str]:
 def dataset_info(cfg: DataConfig) -> DatasetInfo:
     """Channels, size, classes and normalisation, without loading the images."""
     return _source(cfg).info()
+
+
+def static_dataset_info(cfg: DataConfig) -> Optional[DatasetInfo]:
+    """dataset_info from the registry alone, touching no file; None where only the files tell."""
+    return _source(cfg).static_info()
 
 
 def _size(dataset: Dataset) -> int:

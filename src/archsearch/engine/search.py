@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -120,6 +120,7 @@ class Search:
             "kind": "search",
             "step": step,
             "config": to_dict(self.cfg),
+            "info": asdict(self.data.info),  # so generation rebuilds without the data
             "model": self.model.state_dict(),
             "strategy": self.strategy.state_dict(),
             "optimizer": self.optimizer.state_dict(),

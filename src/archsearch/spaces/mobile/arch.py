@@ -89,10 +89,18 @@ def sample_arch(layout, min_expansion: int, forced: bool, rng: random.Random) ->
     return MobileArch(tuple(layers))
 
 
+SE_RATIO = 0.25  # SGNAS's SE squeezes the expanded (depthwise) channels to a quarter
+
+
+def block_string(c_out: int, kernels: list[int], stride: int, se: bool, skip: bool = True) -> str:
+    """One timm block string: `ir` with mixed kernels k3.5.7 (one per group, in order), `ds` at
+    expansion 1. timm's EfficientNet divides a block's se ratio by its expansion (its builder's
+    se_from_exp=False: se relative to the block input), so the ratio written is SE_RATIO x e."""
+    e = len(kernels)
+    kind = f"ir_r1_k{'.'.join(map(str, kernels))}_s{stride}_e{e}" if e > 1 else f"ds_r1_k{kernels[0]}_s{stride}"
+    return f"{kind}_c{c_out}" + (f"_se{SE_RATIO * e:g}" if se else "") + ("" if skip else "_noskip")
+
+
 def block_strings(arch: MobileArch, layout, se: bool = False) -> list[str]:
-    """timm-style block strings, one per searchable layer (mixed kernels as k3.5.7, one per group)."""
-    out = []
-    for spec, e, ks in zip(layout.layers, arch.expansions, arch.kernels):
-        kind = f"ir_r1_k{'.'.join(map(str, ks))}_s{spec.stride}_e{e}" if e > 1 else f"ds_r1_k{ks[0]}_s{spec.stride}"
-        out.append(f"{kind}_c{spec.c_out}" + ("_se0.25" if se else ""))
-    return out
+    """timm block strings, one per searchable layer (see block_string for the SE ratio)."""
+    return [block_string(spec.c_out, ks, spec.stride, se) for spec, ks in zip(layout.layers, arch.kernels)]

@@ -22,6 +22,7 @@ from archsearch.spaces.mobile.arch import (
     sample_arch,
 )
 from archsearch.spaces.mobile.cost import FlopsTable, network_cost
+from archsearch.spaces.mobile.decode import resolve_decoding
 from archsearch.spaces.mobile.fair import fair_paths
 from archsearch.spaces.mobile.layout import Layout, build_layout
 from archsearch.spaces.mobile.supernet import UnifiedSupernet
@@ -35,6 +36,7 @@ class MobileUnifiedSpace(SearchSpace):
         self.cfg = cfg.mobile
         self.layout: Layout | None = None
         build_layout(self.cfg, 3, 224)  # refuse a bad config before anything runs
+        self.decoding = resolve_decoding(self.cfg.decoding, self.cfg.forced_sampling)
 
     # -- layout -------------------------------------------------------------------------------
     def bind(self, in_channels: int, image_size: int) -> Layout:
@@ -51,10 +53,9 @@ class MobileUnifiedSpace(SearchSpace):
         return self.cfg.min_expansion
 
     def skip_allowed(self) -> list[bool]:
-        """Per sub-block, whether it may be skip: never below min_expansion under forced sampling
-        (skips are last), never sub-block 0 otherwise (the code's static-layer rule)."""
-        first = self.cfg.min_expansion if self.cfg.forced_sampling else 1
-        return [b >= first for b in range(self._bound().sub_blocks)]
+        """Per sub-block, whether a decoded architecture may skip it (decode.py): never below
+        min_expansion under `forced` (skips are last), never sub-block 0 under `released`."""
+        return self.decoding.skip_allowed(self._bound().sub_blocks, self.cfg.min_expansion)
 
     def flops_table(self) -> FlopsTable:
         return FlopsTable(self._bound(), self.cfg.prune_threshold)
@@ -71,7 +72,7 @@ class MobileUnifiedSpace(SearchSpace):
         return UnifiedSupernet(self.bind(in_channels, image_size), head, self.cfg.prune_threshold)
 
     def derive(self, weights: dict[str, torch.Tensor]) -> MobileArch:
-        """Argmax per sub-block (skip excluded where it is not allowed); canonical under FS."""
+        """Argmax per sub-block (skip excluded where it is not allowed), in the decoding's form."""
         lay = self._bound()
         w = weights["arch"].detach().clone()
         for b, ok in enumerate(self.skip_allowed()):
@@ -79,7 +80,7 @@ class MobileUnifiedSpace(SearchSpace):
                 w[:, b, lay.skip] = -float("inf")
         ops = list(lay.kernels) + [SKIP]
         arch = MobileArch(tuple(tuple(ops[i] for i in row) for row in w.argmax(dim=-1).tolist()))
-        return arch.canonical() if self.cfg.forced_sampling else arch
+        return self.decoding.finish(arch)
 
     def sample(self, rng: random.Random) -> MobileArch:
         return sample_arch(self._bound(), self.cfg.min_expansion, self.cfg.forced_sampling, rng)

@@ -6,10 +6,11 @@ import re
 
 import pytest
 
-from archsearch.cli import main, resolve_config
+from archsearch.cli import main
 from archsearch.config import CorrelateConfig, TrainConfig, load_config
 from archsearch.errors import GenotypeError
 from archsearch.models import create_family
+from archsearch.presets import resolve_config
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.formats import (
     FORMATS,

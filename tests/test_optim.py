@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from archsearch.cli import resolve_config
 from archsearch.config import TrainConfig, TrainOptimConfig, load_config
 from archsearch.engine.optim import RMSpropTF, build_optimizer, param_groups
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import ConfigError
+from archsearch.presets import resolve_config
 
 
 def test_rmsprop_tf_follows_the_tensorflow_recurrence_with_lr_in_the_momentum():

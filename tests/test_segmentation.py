@@ -9,16 +9,17 @@ from helpers import tiny_space
 from PIL import Image
 from torchvision.datasets import Cityscapes
 
-from archsearch.cli import PRESETS, main
+from archsearch.cli import main
 from archsearch.config import DataConfig, ModelConfig, ObjectiveConfig, SegmentationDataConfig, TrainConfig, load_config
 from archsearch.data import build_dataset
 from archsearch.data.cityscapes import class_names, train_id_table
 from archsearch.data.segmentation import LIGHTING_EIGVAL
-from archsearch.export import load_model
+from archsearch.engine.export import load_model
 from archsearch.models import create_family
 from archsearch.models.cost import count_params
 from archsearch.objectives import create_objective
 from archsearch.objectives.segmentation import ASPP, upsample_logits
+from archsearch.presets import PRESETS
 from archsearch.spaces.darts.genotype import published_genotypes
 
 # Label ids drawn by the generated scenes: road, sidewalk, building, vegetation, sky, car, and

@@ -25,8 +25,8 @@ from archsearch.spaces.mobile.fair import fair_paths
 from archsearch.spaces.mobile.layout import build_layout
 from archsearch.spaces.mobile.network import MobileNetwork
 from archsearch.strategies import StepContext, create_strategy
-from archsearch.strategies.generator import ArchitectureGenerator
 from archsearch.strategies.sgnas import hc_loss
+from archsearch.strategies.sgnas.generator import ArchitectureGenerator
 
 TINY = {"layout": "cifar", "stem_channels": 4, "first_channels": 4, "head_channels": 16, "widths": [4, 8, 8],
             "depths": [1, 2, 1], "strides": [1, 2, 1]}
@@ -322,8 +322,8 @@ def test_search_then_generate_end_to_end(tmp_path):
 
 
 def test_sgnas_presets_keep_the_protocol_numbers():
-    from archsearch.cli import PRESETS
     from archsearch.config import load_config
+    from archsearch.presets import PRESETS
 
     im = load_config(PRESETS / "sgnas_imagenet.yaml")
     assert (im.optim.lr, im.optim.weight_decay, im.data.batch_size, im.data.val_batch_size) == (0.045, 4e-5, 256, 128)

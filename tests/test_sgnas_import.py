@@ -146,7 +146,7 @@ def test_import_then_generate_three_targets_without_any_dataset(tmp_path, no_dat
 
 
 def test_imported_generator_computes_the_released_forward_and_decoding(tmp_path, no_data):
-    from archsearch.generate import load_generator
+    from archsearch.strategies.sgnas.generate import load_generator
 
     state = random_state(3)
     rows = random_prior(random.Random(5))
@@ -302,7 +302,7 @@ def test_static_dataset_info_opens_no_file(no_data):
 
 def test_runs_without_a_recorded_input_fall_back_to_the_registry(no_data):
     from archsearch.config import SearchConfig
-    from archsearch.generate import run_info
+    from archsearch.strategies.sgnas.generate import run_info
 
     cfg = SearchConfig()
     cfg.data.name = "imagenet"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import cli, one_line_error, wait_for_checkpoint
 
-from archsearch.cli import main, resolve_config
+from archsearch.cli import main
 from archsearch.config import ModelConfig, TrainConfig, load_config
 from archsearch.data.epochs import ShardSampler
 from archsearch.engine.precise_bn import recompute_bn_stats
@@ -19,6 +19,7 @@ from archsearch.engine.schedules import epoch_lr
 from archsearch.models import create_family
 from archsearch.models.darts import EvalCell, drop_path
 from archsearch.objectives.supervised import classifier_head
+from archsearch.presets import resolve_config
 from archsearch.spaces.darts.genotype import published_genotypes
 from archsearch.utils.io import load_checkpoint
 
@@ -121,7 +122,7 @@ def test_train_writes_a_run_directory_and_export_round_trips(tmp_path):
         assert (out / f"model{suffix}").is_file()
     import onnxruntime
 
-    from archsearch.export import load_model
+    from archsearch.engine.export import load_model
     model, channels, size = load_model(out)
     x = torch.randn(5, channels, size, size)  # another batch size than the export's example
     expected = model(x).detach()

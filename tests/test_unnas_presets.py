@@ -1,10 +1,10 @@
 """UnNAS search presets keep the protocol's numbers (docs/methods/unnas.md §4.1); the shuffled portion split."""
 import pytest
 
-from archsearch.cli import PRESETS
 from archsearch.config import DataConfig, GeneratedDataConfig, load_config
 from archsearch.data import build_search_data
 from archsearch.objectives.jigsaw import tile_geometry
+from archsearch.presets import PRESETS
 
 # name: (objective, batch, weight lr, alpha lr, epochs, alpha frozen until, weight decay, cells)
 PROTOCOL = {

@@ -8,8 +8,9 @@ import torch
 from helpers import context, tiny_setup, tiny_space
 from torch import nn
 
-from archsearch.cli import PRESETS, main
+from archsearch.cli import main
 from archsearch.config import StrategyConfig, VimnasConfig, load_config
+from archsearch.presets import PRESETS
 from archsearch.strategies import create_strategy
 from archsearch.strategies.base import forward_loss
 from archsearch.strategies.vimnas import CRB, EdgeNorm, _generator, _randn, table1_channels

@@ -13,7 +13,7 @@ authors' architectures on their weights:
 * utils/generator.py, `SinGenerator(hc_dim=10, input_dim=1)` with layer_nums 5, hidden 32:
   `hc_head` (3 conv+ReLU) on the target map, `bb_head` (2) on the prior, summed, then
   tail(body(head(f)) + f) with `body.block1..3` and `tail.0` the only conv with a bias: the
-  network of strategies/generator.py, key for key (RELEASED_KEYS), shapes equal.
+  network of strategies/sgnas/generator.py, key for key (RELEASED_KEYS), shapes equal.
 * The checkpoint: `{"model": state_dict, "optimzier": ...}` (sic), loaded with
   `torch.load(...)["model"]` by train_imagenet.py's `get_model`; here with weights_only=True and
   map_location="cpu" (the tensors were saved on CUDA).
@@ -42,10 +42,10 @@ from archsearch.config import load_config, to_dict, to_yaml
 from archsearch.data import static_dataset_info
 from archsearch.engine.search import CHECKPOINT_FORMAT
 from archsearch.errors import CheckpointError, ConfigError
-from archsearch.generate import bind_space
 from archsearch.spaces.mobile.layout import Layout
 from archsearch.strategies import create_strategy
-from archsearch.strategies.generator import ArchitectureGenerator
+from archsearch.strategies.sgnas.generate import bind_space
+from archsearch.strategies.sgnas.generator import ArchitectureGenerator
 from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
 
 SOURCE = "eric8607242/SGNAS"

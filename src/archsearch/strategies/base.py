@@ -35,6 +35,7 @@ class StepContext:
     epoch: float  # fractional epoch: epoch + step_in_epoch / steps_per_epoch
     seed: int
     next_val: Callable[[], Batch]  # draws the next architecture batch (only when needed)
+    arch_update: Optional[bool] = None  # force the architecture update on/off (benchmarks); None: the schedule
 
 
 def check_finite(loss: torch.Tensor, what: str, step: int) -> None:
@@ -92,7 +93,7 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
 
     # -- shared pieces ------------------------------------------------------------------------
     def arch_active(self, ctx: StepContext) -> bool:
-        return ctx.epoch >= self.cfg.warmup_epochs
+        return ctx.epoch >= self.cfg.warmup_epochs if ctx.arch_update is None else ctx.arch_update
 
     def make_arch_optimizer(self) -> torch.optim.Optimizer:
         c = self.cfg

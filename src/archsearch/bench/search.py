@@ -16,6 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from archsearch.config import SearchConfig
+from archsearch.engine.device import synchronize
 from archsearch.engine.search import Search
 
 
@@ -32,23 +33,18 @@ class PathResult:
     cpu_step_ms: float  # process CPU time of a search step: robust to other jobs on a shared host
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed_steps(s: Search, batch, steps: int, arch: bool) -> tuple[float, float]:
     """(wall seconds, process CPU seconds) per step."""
-    s.strategy.cfg.warmup_epochs = 0.0 if arch else float("inf")
     ctx = s.context(0)
+    ctx.arch_update = arch
     ctx.next_val = lambda: batch
     for _ in range(2):  # warm-up: allocator, caches, compiled kernels
         s.strategy.step(ctx, batch)
-    _sync(s.device)
+    synchronize(s.device)
     t, c = time.perf_counter(), time.process_time()
     for _ in range(steps):
         s.strategy.step(ctx, batch)
-    _sync(s.device)
+    synchronize(s.device)
     return (time.perf_counter() - t) / steps, (time.process_time() - c) / steps
 
 
@@ -71,8 +67,8 @@ def _saved_bytes(s: Search, batch) -> int:
 
 
 def step_flops(s: Search, batch) -> int:
-    s.strategy.cfg.warmup_epochs = 0.0
     ctx = s.context(0)
+    ctx.arch_update = True
     ctx.next_val = lambda: batch
     with FlopCounterMode(display=False) as fc:
         s.strategy.step(ctx, batch)

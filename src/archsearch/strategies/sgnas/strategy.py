@@ -41,7 +41,7 @@ from archsearch.strategies.base import (
     step_rng,
     weight_step,
 )
-from archsearch.strategies.generator import ArchitectureGenerator
+from archsearch.strategies.sgnas.generator import ArchitectureGenerator
 
 PRIOR_TRIES = 200_000
 

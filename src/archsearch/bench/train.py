@@ -14,15 +14,10 @@ import time
 import torch
 
 from archsearch.config import TrainConfig
-from archsearch.engine.device import select_device
+from archsearch.engine.device import select_device, synchronize
 from archsearch.engine.distributed import DistInfo
 from archsearch.engine.train import Trainer
 from archsearch.models.cost import count_macs, count_params
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run_train_bench(cfg: TrainConfig, steps: int) -> dict:
@@ -45,23 +40,23 @@ def run_train_bench(cfg: TrainConfig, steps: int) -> dict:
     inputs, targets = t._batch(next(iter(t.train)))
     for _ in range(2):
         t.train_step(inputs, targets)
-    _sync(t.device)
+    synchronize(t.device)
     if t.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(t.device)
     t0 = time.perf_counter()
     for _ in range(steps):
         t.train_step(inputs, targets)
-    _sync(t.device)
+    synchronize(t.device)
     compute_rate = steps * batch_images / (time.perf_counter() - t0)
 
     t.train.sampler.set_epoch(1)
     it = iter(t.train)
     t.train_step(*t._batch(next(it)))
-    _sync(t.device)
+    synchronize(t.device)
     t0 = time.perf_counter()
     for _ in range(steps):
         t.train_step(*t._batch(next(it)))
-    _sync(t.device)
+    synchronize(t.device)
     train_rate = steps * batch_images / (time.perf_counter() - t0)
 
     channels = t.objective.input_channels(t.info.in_channels)

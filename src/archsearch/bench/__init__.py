@@ -1,0 +1,1 @@
+"""Benchmarks behind `archsearch bench`: the search step (search.py) and the training loop (train.py)."""

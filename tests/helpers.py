@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from archsearch.config import SearchConfig, SpaceConfig, StrategyConfig
+from archsearch.config import SearchConfig, SpaceConfig, StrategyConfig, component
 from archsearch.objectives.supervised import Supervised, classifier_head
 from archsearch.spaces import create_space
 from archsearch.strategies import StepContext, create_strategy
@@ -21,7 +21,7 @@ class Info:
 
 
 def tiny_space(name="darts", **kw):
-    cfg = SpaceConfig(name=name, init_channels=kw.pop("C", 4), layers=kw.pop("layers", 3), **kw)
+    cfg = component(SpaceConfig, name, init_channels=kw.pop("C", 4), layers=kw.pop("layers", 3), **kw)
     return create_space(cfg)
 
 
@@ -29,7 +29,7 @@ def tiny_setup(strategy="darts", space="darts", seed=0, dtype=torch.float64, **s
     torch.manual_seed(seed)
     sp = tiny_space(space, partial_channels=strategy_kw.pop("partial", 1))
     model = sp.build_supernet(3, 8, lambda c: classifier_head(c, Info.num_classes)).to(dtype)
-    strat = create_strategy(StrategyConfig(name=strategy, **strategy_kw), sp).to(dtype)
+    strat = create_strategy(component(StrategyConfig, strategy, **strategy_kw), sp).to(dtype)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=3e-4)
     g = torch.Generator().manual_seed(seed + 1)
     batches = [(torch.randn(4, 3, 8, 8, generator=g, dtype=dtype), torch.randint(0, 5, (4,), generator=g))

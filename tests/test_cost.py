@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from archsearch.config import CorrelateConfig, ModelConfig, SpaceConfig
+from archsearch.config import CorrelateConfig, ModelConfig, SpaceConfig, component
 from archsearch.models import create_family
 from archsearch.models.cost import count_macs, count_params
 from archsearch.objectives.supervised import classifier_head
@@ -37,7 +37,7 @@ IMAGENET = dict(imagenet=True, c=48, layers=14, classes=1000, size=224)
 def built(g, imagenet, c, layers, classes, size, in_ch=3, reductions=2) -> tuple[int, int]:
     """(params, mult-adds) of the built evaluation network, auxiliary head excluded."""
     family = "darts-imagenet" if imagenet else "darts-cifar"
-    cfg = ModelConfig(name=family, init_channels=c, layers=layers, auxiliary=True, reductions=reductions)
+    cfg = component(ModelConfig, family, init_channels=c, layers=layers, auxiliary=True, reductions=reductions)
     with torch.device("meta"):
         net = create_family(family).build(g, cfg, in_ch, size, lambda ch: classifier_head(ch, classes))
     return count_params(net), count_macs(net, in_ch, size)
@@ -81,7 +81,7 @@ SAMPLED = [("darts", True), ("darts", False), ("darts-s1", False), ("darts-s2", 
 def test_sampled_genotypes_priced_as_built(space, unnas):
     """64 random cells per space (384 in all), random network sizes; `unnas` draws include `none`
     ops and nodes whose two inputs are the same state."""
-    sp = create_space(SpaceConfig(name=space))
+    sp = create_space(component(SpaceConfig, space))
     rng = random.Random(f"{space}-{unnas}")
     repeated_inputs = none_ops = 0
     for _ in range(64):
@@ -97,7 +97,7 @@ def test_sampled_genotypes_priced_as_built(space, unnas):
 
 def test_search_summary_and_correlation_window_use_the_built_count():
     g = published_genotypes()["PC_DARTS_image"]
-    space = create_space(SpaceConfig())
+    space = create_space(component(SpaceConfig))
     for size in (CIFAR, IMAGENET):
         info = SimpleNamespace(image_size=size["size"], num_classes=size["classes"], in_channels=3)
         cost = space.cost(g, info)

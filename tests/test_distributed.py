@@ -38,10 +38,10 @@ def _torchrun(args, out, nproc=2, **kw):
     ("darts2_fashionmnist", []),  # bilevel, second order
     ("milenas1_fashionmnist", []),  # mixed level, shared train backward
     ("milenas2_fashionmnist", []),  # mixed level, second order
-    ("pcdarts_fashionmnist", ["space.partial_channels=2", "strategy.warmup_epochs=0"]),  # edge betas
+    ("pcdarts_fashionmnist", ["space.partial_channels=2", "strategy.arch_freeze_epochs=0"]),  # edge betas
     ("random_fashionmnist", ["strategy.num_candidates=4", "strategy.candidate_batches=1"]),
     ("vimnas_fashionmnist", []),  # generator network of the architecture
-    ("sgnas_fashionmnist", ["strategy.warmup_epochs=1", "optim.epochs=2", "val_batches=1"]),  # both phases
+    ("sgnas_fashionmnist", ["strategy.supernet_epochs=1", "optim.epochs=2", "val_batches=1"]),  # both phases
 ])
 def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, preset, extra):
     args = [preset, *GEN, *extra]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from archsearch.cli import main
-from archsearch.config import SearchConfig
+from archsearch.config import load_config
 from archsearch.engine.search import Search
 from archsearch.objectives import list_objectives
 from archsearch.strategies import list_strategies
@@ -17,25 +17,26 @@ CASES = [(s, o, order) for s in list_strategies() for o in list_objectives()
 
 
 def tiny_search(strategy: str, objective: str, order: int) -> Search:
-    cfg = SearchConfig(seed=3, device="cpu")
-    d = cfg.data
-    d.name, d.batch_size, d.augment = "generated", 2, False
-    d.generated.channels, d.generated.image_size, d.generated.num_samples = 3, 8, 16
-    cfg.space.init_channels, cfg.space.layers = 4, 3
-    if strategy == "pcdarts":  # C/K = 2 crashes the fast supernet's backward (reported), so C/K = 4
-        cfg.space.init_channels, cfg.space.partial_channels = 8, 2
+    over = ["seed=3", "device=cpu", "data.name=generated", "data.batch_size=2", "data.augment=false",
+            "data.generated.channels=3", "data.generated.image_size=8", "data.generated.num_samples=16",
+            f"strategy.name={strategy}", f"objective.name={objective}"]
     if strategy == "sgnas":  # its own space; one supernet step, then one generator step
-        cfg.space.name = "mobile-unified"
-        m = cfg.space.mobile
-        m.layout, m.depths, m.widths, m.head_channels = "cifar", [1] * 6, [4, 4, 8, 8, 8, 8], 8
-        m.stem_channels = m.first_channels = 4
-        cfg.steps_per_epoch, cfg.strategy.warmup_epochs = 2, 0.5
-        g = cfg.strategy.sgnas
-        g.low_flops, g.high_flops, g.target_step, g.eval_step, g.prior_tolerance = 0.02, 0.04, 0.002, 0.005, 0.002
-    cfg.strategy.name, cfg.strategy.order = strategy, order
-    cfg.strategy.num_candidates, cfg.strategy.candidate_batches = 2, 1
-    cfg.objective.name = objective
-    cfg.objective.jigsaw.grid, cfg.objective.jigsaw.tile_size = 2, 4  # 8 px: 2x2 cells of 4 px
+        over += ["space.name=mobile-unified", "space.layout=cifar", "space.depths=[1,1,1,1,1,1]",
+                 "space.widths=[4,4,8,8,8,8]", "space.head_channels=8", "space.stem_channels=4",
+                 "space.first_channels=4", "steps_per_epoch=2", "strategy.supernet_epochs=0.5",
+                 "strategy.low_flops=0.02", "strategy.high_flops=0.04", "strategy.target_step=0.002",
+                 "strategy.eval_step=0.005", "strategy.prior_tolerance=0.002"]
+    else:
+        over += ["space.init_channels=4", "space.layers=3"]
+    if strategy in ORDERED:
+        over.append(f"strategy.order={order}")
+    if strategy == "random":
+        over += ["strategy.num_candidates=2", "strategy.candidate_batches=1"]
+    if objective == "jigsaw":
+        over += ["objective.grid=2", "objective.tile_size=4"]  # 8 px: 2x2 cells of 4 px
+    if strategy == "pcdarts":  # C/K = 2 crashes the fast supernet's backward (reported), so C/K = 4
+        over += ["space.init_channels=8", "space.partial_channels=2"]
+    cfg = load_config(None, over)
     s = Search.build(cfg)
     if objective in DENSE:  # the generated images get random label maps
         g = torch.Generator().manual_seed(0)
@@ -73,7 +74,8 @@ def test_evaluation_network_trains_with_objective(objective, tmp_path):
         "train", "data.name=generated", "data.generated.image_size=16", "data.generated.channels=3",
         "data.generated.num_samples=16", "data.batch_size=4", "data.val_batch_size=4", "data.subset=0",
         "model.init_channels=4", "model.layers=3", "optim.epochs=1", "steps_per_epoch=2",
-        f"objective.name={objective}", "objective.jigsaw.grid=2", "objective.jigsaw.tile_size=8",
+        f"objective.name={objective}",
+        *(["objective.grid=2", "objective.tile_size=8"] if objective == "jigsaw" else []),
         "--genotype", "DARTS_V2", "--out", str(out), "--no-progress",
     ])
     assert rc == 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archsearch.config import ObjectiveConfig, SearchConfig
+from archsearch.config import ObjectiveConfig, component
 from archsearch.data import DatasetInfo
 from archsearch.errors import ConfigError
 from archsearch.objectives import create_objective, list_objectives
@@ -35,10 +35,7 @@ GRAY = DatasetInfo("gray", 1, 28, 10, (0.5,), (0.25,))
 
 
 def objective(name, info=RGB, **jigsaw):
-    cfg = ObjectiveConfig(name=name)
-    for k, v in jigsaw.items():
-        setattr(cfg.jigsaw, k, v)
-    return create_objective(cfg, info)
+    return create_objective(component(ObjectiveConfig, name, **jigsaw), info)
 
 
 def pairwise_hamming(perms):
@@ -173,8 +170,7 @@ def test_colorization_bins_file_is_validated(tmp_path):
         load_bins(str(bad))
     good = tmp_path / "ok.json"
     good.write_text(json.dumps({"bins": [[0, 0], [10, 10], [-20, 30]]}))
-    cfg = ObjectiveConfig(name="colorization")
-    cfg.colorization.bins = str(good)
+    cfg = component(ObjectiveConfig, "colorization", bins=str(good))
     assert create_objective(cfg, RGB).build_head(4).out_channels == 3
 
 
@@ -264,4 +260,4 @@ def test_jigsaw_head_concatenates_each_puzzles_tiles_in_slot_order():
 
 def test_every_objective_is_registered():
     assert {"supervised", "rotation", "colorization", "jigsaw"} <= set(list_objectives())
-    assert SearchConfig().objective.jigsaw.grid == 3
+    assert component(ObjectiveConfig, "jigsaw").grid == 3

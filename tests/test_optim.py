@@ -73,7 +73,7 @@ def test_sgnas_imagenet_preset_keeps_the_released_recipe():
     o = c.optim
     assert (o.optimizer, o.lr, o.alpha, o.eps, o.momentum, o.weight_decay, o.decay_1d) == (
         "rmsprop_tf", 0.016, 0.9, 1e-3, 0.9, 1e-5, False)
-    assert (o.schedule, o.gamma, o.decay_epochs, o.warmup_epochs, o.epochs) == ("exponential", 0.963, 3, 5, 500)
+    assert (o.schedule, o.gamma, o.decay_epochs, o.lr_warmup_epochs, o.epochs) == ("exponential", 0.963, 3, 5, 500)
     assert (c.ema_decay, c.data.batch_size, c.objective.label_smoothing, c.objective.head_dropout) == (
         0.99995, 256, 0.1, 0.2)
     assert (c.model.name, c.model.se, c.model.act, c.model.bn_momentum) == ("mobile", True, "hswish", 0.001)

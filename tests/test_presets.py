@@ -3,6 +3,7 @@
 The datasets of the paper presets are not available here, so the data is swapped for generated
 images of the same shape (channels, resolution, classes); everything else is the preset's own.
 """
+import dataclasses
 import json
 import random
 
@@ -34,9 +35,8 @@ def test_preset_runs_two_steps_on_data_of_its_shape(name, tmp_path):
         "search", name, "data.name=generated", "data.split=portion", f"data.generated.channels={channels}",
         f"data.generated.image_size={size}", f"data.generated.num_classes={classes}",
         "data.generated.num_samples=16", "data.image_size=0", "data.batch_size=2", "data.val_batch_size=2",
-        "data.subset=0", "data.num_workers=0", "steps_per_epoch=1", "optim.epochs=2",
-        "strategy.warmup_epochs=0", "val_batches=1", "strategy.num_candidates=2",
-        "strategy.candidate_batches=1", "--out", str(tmp_path / name), "--no-progress",
+        "data.subset=0", "data.num_workers=0", "steps_per_epoch=1", "optim.epochs=2", "val_batches=1",
+        *_strategy_overrides(cfg), "--out", str(tmp_path / name), "--no-progress",
     ])
     assert rc == 0
     assert (tmp_path / name / "genotype.json").is_file()
@@ -49,9 +49,9 @@ def test_paper_presets_keep_the_papers_numbers():
     assert load_config(PRESETS / "darts2_cifar10.yaml").strategy.order == 2
     pc = load_config(PRESETS / "pcdarts_cifar10.yaml")
     assert (pc.space.partial_channels, pc.data.batch_size, pc.optim.lr, pc.strategy.arch_lr) == (4, 256, 0.1, 6e-4)
-    assert pc.strategy.warmup_epochs == 15 and pc.strategy.name == "pcdarts"
+    assert pc.strategy.arch_freeze_epochs == 15 and pc.strategy.name == "pcdarts"
     pci = load_config(PRESETS / "pcdarts_imagenet.yaml")
-    assert (pci.space.partial_channels, pci.strategy.warmup_epochs, pci.strategy.arch_grad_clip) == (2, 35, 5.0)
+    assert (pci.space.partial_channels, pci.strategy.arch_freeze_epochs, pci.strategy.arch_grad_clip) == (2, 35, 5.0)
     m = load_config(PRESETS / "milenas1_cifar10.yaml")
     assert (m.strategy.name, m.strategy.lam, m.strategy.order) == ("milenas", 1.0, 1)
     for k in range(1, 5):
@@ -75,17 +75,30 @@ def test_training_preset_builds_its_full_size_network_and_trains_a_step(name, tm
         "train", name, "--genotype", genotype, "data.name=generated", f"data.generated.channels={channels}",
         f"data.generated.image_size={size}", f"data.generated.num_classes={classes}",
         "data.generated.num_samples=8", "data.image_size=0", "data.batch_size=2", "data.val_batch_size=2",
-        "data.subset=0", "data.num_workers=0", "steps_per_epoch=1", "optim.epochs=1", "optim.warmup_epochs=0",
+        "data.subset=0", "data.num_workers=0", "steps_per_epoch=1", "optim.epochs=1", "optim.lr_warmup_epochs=0",
         "eval_batches=1", "--out", str(tmp_path / name), "--no-progress",
     ])
     assert rc == 0
 
 
+def _strategy_overrides(cfg) -> list[str]:
+    """Short-run settings for the options the preset's strategy has."""
+    short = {"arch_freeze_epochs": 0, "supernet_epochs": 1, "num_candidates": 2, "candidate_batches": 1}
+    own = {f.name for f in dataclasses.fields(cfg.strategy)}
+    return [f"strategy.{k}={v}" for k, v in short.items() if k in own]
+
+
 def _mobile_arch(cfg, channels, size):
-    from archsearch.spaces.mobile.arch import sample_arch
-    from archsearch.spaces.mobile.layout import build_layout
-    layout = build_layout(cfg.model.mobile, channels, size)
-    return sample_arch(layout, cfg.model.mobile.min_expansion, True, random.Random(0))
+    """A random architecture of the preset's layout; the Fashion-MNIST preset inherits its search's."""
+    from archsearch.spaces.mobile.arch import MobileArch, sample_arch
+    from archsearch.spaces.mobile.layout import build_layout, layout_record
+
+    layout_cfg, record = cfg.model, None
+    if cfg.name == "train_sgnas_fashionmnist":
+        layout_cfg = load_config(PRESETS / "sgnas_fashionmnist.yaml").space
+        record = layout_record(layout_cfg)
+    arch = sample_arch(build_layout(layout_cfg, channels, size), layout_cfg.min_expansion, True, random.Random(0))
+    return MobileArch(arch.layers, record)
 
 
 def test_correlate_presets_parse_and_sample():

@@ -10,7 +10,15 @@ from PIL import Image
 from torchvision.datasets import Cityscapes
 
 from archsearch.cli import main
-from archsearch.config import DataConfig, ModelConfig, ObjectiveConfig, SegmentationDataConfig, TrainConfig, load_config
+from archsearch.config import (
+    DataConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    SegmentationDataConfig,
+    TrainConfig,
+    component,
+    load_config,
+)
 from archsearch.data import build_dataset
 from archsearch.data.cityscapes import class_names, train_id_table
 from archsearch.data.segmentation import LIGHTING_EIGVAL
@@ -61,10 +69,9 @@ def write_cityscapes(root: Path, counts=(("train", 8), ("val", 3)), size=(64, 12
 
 
 def _seg_net(c, layers, size, genotype="DARTS_V2", channels=16, rates=(6, 12, 18)):
-    cfg = ObjectiveConfig(name="segmentation")
-    cfg.segmentation.aspp_channels, cfg.segmentation.aspp_rates = channels, list(rates)
+    cfg = component(ObjectiveConfig, "segmentation", aspp_channels=channels, aspp_rates=list(rates))
     objective = create_objective(cfg, Info)
-    model_cfg = ModelConfig(name="darts-imagenet", init_channels=c, layers=layers, auxiliary=False, reductions=1)
+    model_cfg = component(ModelConfig, "darts-imagenet", init_channels=c, layers=layers, auxiliary=False, reductions=1)
     net = create_family("darts-imagenet").build(published_genotypes()[genotype], model_cfg, 3, size,
                                                 objective.build_head)
     return net, objective
@@ -118,7 +125,7 @@ def _one_hot_logits(pred: list, classes: int) -> torch.Tensor:
 def test_miou_accumulates_intersection_and_union_over_the_whole_set():
     class Four:
         num_classes = 4
-    objective = create_objective(ObjectiveConfig(name="segmentation"), Four)
+    objective = create_objective(component(ObjectiveConfig, "segmentation"), Four)
     target_a = [[0, 0, 1], [1, 255, 2]]
     pred_a = [[0, 1, 1], [1, 3, 2]]  # class 3 only on an ignored pixel: it does not count
     target_b = [[0, 0, 0], [2, 2, 255]]
@@ -204,7 +211,7 @@ def test_train_cli_on_generated_cityscapes_reports_miou(tmp_path):
     rc = main(["train", "train_cityscapes", f"data.root={root}", "data.image_size=33",
                "data.segmentation.base_size=64", "data.batch_size=4", "data.val_batch_size=2",
                "data.num_workers=0", "model.init_channels=8", "model.layers=3",
-               "objective.segmentation.aspp_channels=8", "objective.segmentation.aspp_rates=[2,4]",
+               "objective.aspp_channels=8", "objective.aspp_rates=[2,4]",
                "optim.epochs=2", "steps_per_epoch=2", "log_every=1",
                "--genotype", "DARTS_V2", "--out", str(out), "--no-progress"])
     assert rc == 0
@@ -234,18 +241,18 @@ def test_train_cli_on_generated_cityscapes_reports_miou(tmp_path):
 
 def test_search_supernet_with_one_reduction_and_the_seg_preset(tmp_path):
     space = tiny_space(reductions=1, layers=3)
-    objective = create_objective(ObjectiveConfig(name="segmentation"), Info)
+    objective = create_objective(component(ObjectiveConfig, "segmentation"), Info)
     net = space.build_supernet(3, 32, objective.build_head)
     assert [c.reduction for c in net.cells] == [False, True, False]
     weights = {k: torch.softmax(torch.zeros(*s), -1) for k, s in space.arch_shapes().items()}
     assert net(torch.randn(2, 3, 32, 32), weights).shape == (2, 19, 16, 16)
 
     cfg = load_config(PRESETS / "darts_cityscapes_seg.yaml")
-    assert (cfg.space.reductions, cfg.space.layers, cfg.objective.segmentation.aspp_rates) == (1, 12, [6])
+    assert (cfg.space.reductions, cfg.space.layers, cfg.objective.aspp_rates) == (1, 12, [6])
     root = write_cityscapes(tmp_path / "cs", counts=(("train", 8), ("val", 1)))
     rc = main(["search", "darts_cityscapes_seg", f"data.root={root}", "data.image_size=32",
                "data.segmentation.base_size=48", "data.batch_size=2", "data.num_workers=0",
-               "space.init_channels=4", "space.layers=2", "objective.segmentation.aspp_channels=8",
+               "space.init_channels=4", "space.layers=2", "objective.aspp_channels=8",
                "optim.epochs=1", "steps_per_epoch=1", "val_batches=1",
                "--out", str(tmp_path / "search"), "--no-progress"])
     assert rc == 0
@@ -257,7 +264,7 @@ def test_train_preset_keeps_the_recipe():
     cfg = load_config(PRESETS / "train_cityscapes.yaml", schema=TrainConfig)
     assert (cfg.model.layers, cfg.model.reductions, cfg.model.auxiliary, cfg.data.image_size) == (12, 1, False, 769)
     assert (cfg.optim.lr, cfg.optim.epochs, cfg.optim.nesterov, cfg.optim.weight_decay) == (0.1, 2700, True, 1e-4)
-    assert (cfg.objective.segmentation.aspp_channels, cfg.objective.segmentation.aspp_rates) == (256, [6, 12, 18])
+    assert (cfg.objective.aspp_channels, cfg.objective.aspp_rates) == (256, [6, 12, 18])
     assert (cfg.data.batch_size, cfg.data.segmentation.base_size) == (64, 1024)
 
 

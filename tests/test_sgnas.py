@@ -11,18 +11,13 @@ import torch
 from torch import nn
 
 from archsearch.cli import main
-from archsearch.config import (
-    MobileSpaceConfig,
-    SearchConfig,
-    SpaceConfig,
-    StrategyConfig,
-)
+from archsearch.config import SearchConfig, SpaceConfig, StrategyConfig, component
 from archsearch.objectives.supervised import Supervised, classifier_head
 from archsearch.spaces import create_space
 from archsearch.spaces.mobile.arch import SKIP, MobileArch, sample_arch
 from archsearch.spaces.mobile.cost import FlopsTable, network_cost
 from archsearch.spaces.mobile.fair import fair_paths
-from archsearch.spaces.mobile.layout import build_layout
+from archsearch.spaces.mobile.layout import MobileLayoutConfig, build_layout
 from archsearch.spaces.mobile.network import MobileNetwork
 from archsearch.strategies import StepContext, create_strategy
 from archsearch.strategies.sgnas import hc_loss
@@ -33,7 +28,7 @@ TINY = {"layout": "cifar", "stem_channels": 4, "first_channels": 4, "head_channe
 
 
 def tiny_space(**kw):
-    cfg = SpaceConfig(name="mobile-unified", mobile=MobileSpaceConfig(**{**TINY, **kw}))
+    cfg = component(SpaceConfig, "mobile-unified", **{**TINY, **kw})
     sp = create_space(cfg)
     sp.bind(3, 8)
     return sp
@@ -74,14 +69,14 @@ def test_lookup_table_reproduces_the_measured_imagenet_and_cifar_values():
     def uniform(layout, e, k):
         return MobileArch(tuple(tuple([k] * e + [SKIP] * (6 - e)) for _ in layout.layers))
 
-    im = build_layout(MobileSpaceConfig(layout="imagenet"), 3, 224)
+    im = build_layout(MobileLayoutConfig(layout="imagenet"), 3, 224)
     t = FlopsTable(im)
     assert len(im.layers) == 19 and t.base == pytest.approx(40.944, abs=1e-3)
     assert t.dw[0, :3].tolist() == pytest.approx([0.452, 1.254, 2.459], abs=1e-3)
     assert (t.pw1[0].item(), t.pw2[0].item(), t.pw2[18].item()) == pytest.approx((19.268, 9.634, 18.063), abs=1e-3)
     for (e, k), want in {(1, 3): 75.1, (6, 7): 556.1, (2, 3): 177.6, (2, 7): 212.7, (6, 3): 450.8}.items():
         assert t.discrete(uniform(im, e, k)) == pytest.approx(want, abs=0.06)  # §5.2: 0.1 (177.548 -> 177.6)
-    ci = build_layout(MobileSpaceConfig(layout="cifar"), 3, 32)
+    ci = build_layout(MobileLayoutConfig(layout="cifar"), 3, 32)
     tc = FlopsTable(ci)
     assert tc.base == pytest.approx(8.258, abs=1e-3)
     for (e, k), want in {(1, 3): 19.42, (6, 7): 171.76, (6, 3): 137.36}.items():
@@ -89,7 +84,7 @@ def test_lookup_table_reproduces_the_measured_imagenet_and_cifar_values():
 
 
 def test_released_sgnas_b_costs_match_the_measured_numbers():
-    im = build_layout(MobileSpaceConfig(layout="imagenet"), 3, 224)
+    im = build_layout(MobileLayoutConfig(layout="imagenet"), 3, 224)
     arch = parse(SGNAS_B)
     plain, se = network_cost(im, arch, 1000), network_cost(im, arch, 1000, se=True)
     assert FlopsTable(im).discrete(arch) == pytest.approx(324.3, abs=0.05)
@@ -158,7 +153,7 @@ def _layer_ops(paths, layer):
 
 
 def test_fair_paths_without_forced_sampling_use_every_candidate_once_per_step():
-    lay = build_layout(MobileSpaceConfig(layout="imagenet"), 3, 224)
+    lay = build_layout(MobileLayoutConfig(layout="imagenet"), 3, 224)
     for seed in range(20):
         paths = fair_paths(lay, 2, False, 0, random.Random(seed))
         assert len(paths) == 5
@@ -173,7 +168,7 @@ def test_fair_paths_without_forced_sampling_use_every_candidate_once_per_step():
 
 
 def test_fair_paths_with_forced_sampling_are_canonical_and_reach_the_coverage_bound():
-    lay = build_layout(MobileSpaceConfig(layout="imagenet"), 3, 224)
+    lay = build_layout(MobileLayoutConfig(layout="imagenet"), 3, 224)
     for seed in range(10):
         paths = fair_paths(lay, 2, True, 0, random.Random(seed))
         for p in paths:
@@ -190,7 +185,7 @@ def test_fair_paths_with_forced_sampling_are_canonical_and_reach_the_coverage_bo
 
 
 def test_fair_paths_with_the_codes_four_passes_leave_out_one_expansion():
-    lay = build_layout(MobileSpaceConfig(layout="cifar"), 3, 32)
+    lay = build_layout(MobileLayoutConfig(layout="cifar"), 3, 32)
     paths = fair_paths(lay, 2, True, 4, random.Random(3))
     assert len(paths) == 4
     for layer in range(len(lay.layers)):
@@ -241,9 +236,7 @@ def sgnas_setup(warmup=1.0, **sg):
             "target_jitter": 0.0,
                 "eval_step": 0.02, "hc_weight": 10.0, "prior_tolerance": 0.01 * (hi - lo)}
     opts.update(sg)
-    cfg = StrategyConfig(name="sgnas", warmup_epochs=warmup, arch_lr=1e-3, arch_weight_decay=0.0)
-    for k, v in opts.items():
-        setattr(cfg.sgnas, k, v)
+    cfg = component(StrategyConfig, "sgnas", supernet_epochs=warmup, arch_lr=1e-3, arch_weight_decay=0.0, **opts)
     strat = create_strategy(cfg, sp)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     g = torch.Generator().manual_seed(1)
@@ -327,21 +320,21 @@ def test_sgnas_presets_keep_the_protocol_numbers():
 
     im = load_config(PRESETS / "sgnas_imagenet.yaml")
     assert (im.optim.lr, im.optim.weight_decay, im.data.batch_size, im.data.val_batch_size) == (0.045, 4e-5, 256, 128)
-    assert (im.strategy.warmup_epochs, im.optim.epochs, im.strategy.arch_lr) == (50, 54, 1e-3)
-    s = im.strategy.sgnas
+    assert (im.strategy.supernet_epochs, im.optim.epochs, im.strategy.arch_lr) == (50, 54, 1e-3)
+    s = im.strategy
     assert (s.hc_weight, s.hc_dead_zone, s.hc_over_factor, s.tau, s.tau_decay) == (3e-4, 0.1, 1.2, 5.0, 0.95)
     assert (s.low_flops, s.high_flops, s.target_step, s.eval_step) == (270, 450, 5, 10)
-    assert im.space.mobile.layout == "imagenet" and im.objective.label_smoothing == 0.1
+    assert im.space.layout == "imagenet" and im.objective.label_smoothing == 0.1
 
 
 TINY_RUN = [
     "data.name=generated", "data.generated.channels=1", "data.generated.image_size=8",
     "data.generated.num_samples=32", "data.image_size=0", "data.subset=0", "data.batch_size=4",
-    "steps_per_epoch=2", "optim.epochs=3", "strategy.warmup_epochs=1", "val_batches=1", "checkpoint_every=1",
-    "space.mobile.depths=[1,1,1,1,1,1]", "space.mobile.widths=[4,4,8,8,8,8]", "space.mobile.head_channels=8",
-    "space.mobile.stem_channels=4", "space.mobile.first_channels=4",
-    "strategy.sgnas.low_flops=0.02", "strategy.sgnas.high_flops=0.04", "strategy.sgnas.target_step=0.002",
-    "strategy.sgnas.eval_step=0.005", "strategy.sgnas.prior_tolerance=0.002", "strategy.sgnas.hc_targets=2",
+    "steps_per_epoch=2", "optim.epochs=3", "strategy.supernet_epochs=1", "val_batches=1", "checkpoint_every=1",
+    "space.depths=[1,1,1,1,1,1]", "space.widths=[4,4,8,8,8,8]", "space.head_channels=8",
+    "space.stem_channels=4", "space.first_channels=4",
+    "strategy.low_flops=0.02", "strategy.high_flops=0.04", "strategy.target_step=0.002",
+    "strategy.eval_step=0.005", "strategy.prior_tolerance=0.002", "strategy.hc_targets=2",
 ]
 
 
@@ -397,7 +390,7 @@ def test_a_one_hot_supernet_path_is_the_stand_alone_network_with_inherited_weigh
 
 
 def test_more_passes_than_expansion_rates_repeat_the_fair_block():
-    lay = build_layout(MobileSpaceConfig(layout="cifar"), 3, 32)
+    lay = build_layout(MobileLayoutConfig(layout="cifar"), 3, 32)
     for forced in (True, False):
         paths = fair_paths(lay, 2, forced, 10, random.Random(5))
         assert len(paths) == 10

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from archsearch.cli import main
-from archsearch.config import DataConfig, MobileSpaceConfig, SpaceConfig
+from archsearch.config import DataConfig, SpaceConfig, component, load_config
 from archsearch.data import static_dataset_info
 from archsearch.data.folders import ImageFolderSource
 from archsearch.errors import ConfigError
@@ -189,7 +189,7 @@ def test_an_identity_generator_returns_the_nearest_prior_in_sub_block_order(tmp_
 
 # -- the decoding rules --------------------------------------------------------------------------
 def imagenet_space(**mobile):
-    sp = create_space(SpaceConfig(name="mobile-unified", mobile=MobileSpaceConfig(**mobile)))
+    sp = create_space(component(SpaceConfig, "mobile-unified", **mobile))
     sp.bind(3, 224)
     return sp
 
@@ -217,8 +217,8 @@ def test_decodings_differ_in_which_sub_blocks_may_skip():
 
 
 def test_an_unknown_decoding_is_a_config_error():
-    with pytest.raises(ConfigError, match="space.mobile.decoding"):
-        imagenet_space(decoding="sorted")
+    with pytest.raises(ConfigError, match="space.decoding"):
+        load_config(None, ["space.name=mobile-unified", "space.decoding=sorted"])
 
 
 # -- refusals: one line, exit 2, nothing written -------------------------------------------------

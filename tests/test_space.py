@@ -195,13 +195,13 @@ def test_one_hot_round_trip_and_sampling_validity():
 
 
 def test_supernet_param_counts_match_the_papers():
-    from archsearch.config import SpaceConfig
+    from archsearch.config import SpaceConfig, component
     from archsearch.spaces import create_space
     head = lambda n: lambda c: classifier_head(c, n)  # noqa: E731
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
-    assert count(create_space(SpaceConfig()).build_supernet(3, 32, head(10))) == 1_930_618
-    assert count(create_space(SpaceConfig(partial_channels=4)).build_supernet(3, 32, head(10))) == 299_578
-    net = create_space(SpaceConfig(partial_channels=2)).build_supernet(3, 224, head(1000))
+    assert count(create_space(component(SpaceConfig)).build_supernet(3, 32, head(10))) == 1_930_618
+    assert count(create_space(component(SpaceConfig, partial_channels=4)).build_supernet(3, 32, head(10))) == 299_578
+    net = create_space(component(SpaceConfig, partial_channels=2)).build_supernet(3, 224, head(1000))
     assert count(net) == 956_512
 
 

@@ -5,8 +5,8 @@ import torch
 from helpers import context, tiny_setup
 from torch import nn
 
-from archsearch.config import StrategyConfig
-from archsearch.strategies import create_strategy
+from archsearch.config import load_config
+from archsearch.errors import ConfigError
 from archsearch.strategies.base import forward_loss
 from archsearch.strategies.pcdarts import node_softmax
 
@@ -67,8 +67,8 @@ def test_darts_first_order_uses_validation_gradient_then_weight_step():
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_warmup_epochs_freeze_the_architecture():
-    sp, model, strat, opt, batches = tiny_setup("pcdarts", warmup_epochs=1.0)
+def test_arch_freeze_epochs_freeze_the_architecture():
+    sp, model, strat, opt, batches = tiny_setup("pcdarts", arch_freeze_epochs=1.0)
     before = [p.detach().clone() for p in strat.parameters()]
     w_before = [p.detach().clone() for p in model.parameters()]
     ctx = context(model, opt, batches)
@@ -117,9 +117,8 @@ def test_random_strategy_trains_single_paths_and_picks_a_scored_candidate():
     assert sp.derive(sp.one_hot(arch)) is not None
 
 
-def test_unknown_strategy_and_bad_order():
-    sp, *_ = tiny_setup("darts")
-    with pytest.raises(Exception, match="unknown strategy 'dart'"):
-        create_strategy(StrategyConfig(name="dart"), sp)
-    with pytest.raises(Exception, match="order must be 1 or 2"):
-        create_strategy(StrategyConfig(name="darts", order=3), sp)
+def test_unknown_strategy_and_bad_order_are_refused_when_the_config_loads():
+    with pytest.raises(ConfigError, match="unknown strategy 'dart'"):
+        load_config(None, ["strategy.name=dart"])
+    with pytest.raises(ConfigError, match=r"strategy.order must be >= 1 and <= 2, got 3"):
+        load_config(None, ["strategy.order=3"])

@@ -8,11 +8,10 @@ import torch
 from test_sgnas import SGNAS_B, parse
 from torch import nn
 
-from archsearch.config import MobileSpaceConfig
 from archsearch.errors import ConfigError
 from archsearch.interop.timm_mobile import arch_def, copy_weights, recipe, timm_network
 from archsearch.spaces.mobile.arch import SKIP, MobileArch, sample_arch
-from archsearch.spaces.mobile.layout import build_layout
+from archsearch.spaces.mobile.layout import MobileLayoutConfig, build_layout
 from archsearch.spaces.mobile.network import MobileNetwork
 
 timm = pytest.importorskip("timm")
@@ -51,7 +50,7 @@ def assert_twins(layout, arch, classes, se, act, size, seed=0):
 @pytest.mark.parametrize("se, act, params", [(False, "relu6", 3_768_904), (True, "hswish", 5_482_272),
                                              (True, "relu6", 5_482_272)])
 def test_sgnas_b_in_timm_has_our_parameters_and_outputs(se, act, params):
-    layout = build_layout(MobileSpaceConfig(layout="imagenet"), 3, 224)
+    layout = build_layout(MobileLayoutConfig(layout="imagenet"), 3, 224)
     assert assert_twins(layout, parse(SGNAS_B), 1000, se, act, size=64) == params
 
 
@@ -60,7 +59,7 @@ def test_plain_se025_strings_squeeze_the_block_input_in_timm():
     from timm.models._efficientnet_builder import decode_arch_def
     from timm.models.efficientnet import EfficientNet
 
-    layout = build_layout(MobileSpaceConfig(layout="imagenet"), 3, 224)
+    layout = build_layout(MobileLayoutConfig(layout="imagenet"), 3, 224)
     arch = parse(SGNAS_B)
     ours = arch_def(arch, layout, se=True)
     assert ours[1] == ["ir_r1_k5.7.3.5_s2_e4_c32_se1"] and ours[0] == ["ds_r1_k3_s1_c16_se0.25"]
@@ -72,7 +71,7 @@ def test_plain_se025_strings_squeeze_the_block_input_in_timm():
 
 
 def test_cifar_layout_with_expansion_one_layers_and_a_stride_one_stem():
-    layout = build_layout(MobileSpaceConfig(layout="cifar"), 3, 32)
+    layout = build_layout(MobileLayoutConfig(layout="cifar"), 3, 32)
     arch = sample_arch(layout, 1, False, random.Random(0))
     layers = list(arch.layers)
     layers[1] = (5, SKIP, SKIP, SKIP, SKIP, SKIP)  # a ds block with a residual (32 -> 32, stride 1)
@@ -83,7 +82,7 @@ def test_cifar_layout_with_expansion_one_layers_and_a_stride_one_stem():
 
 
 def test_layouts_timm_would_round_are_refused():
-    layout = build_layout(MobileSpaceConfig(layout="cifar", widths=[8, 12, 16, 24, 32, 40],
+    layout = build_layout(MobileLayoutConfig(layout="cifar", widths=[8, 12, 16, 24, 32, 40],
                                             depths=[1, 2, 2, 2, 2, 1], stem_channels=8, first_channels=8), 1, 16)
     arch = MobileArch(tuple((3, 3, 3, SKIP, SKIP, SKIP) for _ in layout.layers))
     r = recipe(arch, layout)

@@ -12,10 +12,11 @@ import torch
 from helpers import cli, one_line_error, wait_for_checkpoint
 
 from archsearch.cli import main
-from archsearch.config import ModelConfig, TrainConfig, load_config
+from archsearch.config import ModelConfig, TrainConfig, component, load_config
 from archsearch.data.epochs import ShardSampler
 from archsearch.engine.precise_bn import recompute_bn_stats
 from archsearch.engine.schedules import epoch_lr
+from archsearch.errors import ConfigError
 from archsearch.models import create_family
 from archsearch.models.darts import EvalCell, drop_path
 from archsearch.objectives.supervised import classifier_head
@@ -25,7 +26,7 @@ from archsearch.utils.io import load_checkpoint
 
 
 def _net(name, genotype, c, layers, classes, size, in_ch=3, aux=True):
-    cfg = ModelConfig(name=name, init_channels=c, layers=layers, auxiliary=aux)
+    cfg = component(ModelConfig, name, init_channels=c, layers=layers, auxiliary=aux)
     return create_family(name).build(genotype, cfg, in_ch, size, lambda ch: classifier_head(ch, classes))
 
 
@@ -134,7 +135,7 @@ def test_train_writes_a_run_directory_and_export_round_trips(tmp_path):
 
 
 
-def test_bad_training_input_isone_line_error(tmp_path, capsys):
+def test_bad_training_input_is_one_line_error(tmp_path, capsys):
     rc, out = _train(tmp_path, genotype="NO_SUCH_GENOTYPE")
     assert rc == 2 and "NO_SUCH_GENOTYPE" in one_line_error(capsys)
     assert not out.exists()
@@ -237,12 +238,12 @@ def test_sgnas_architecture_trains_as_a_mobile_network(tmp_path):
     """A generated-architecture file goes into `archsearch train`; the summary's size is the analytic one."""
     import random
 
-    from archsearch.spaces.mobile.arch import sample_arch
+    from archsearch.spaces.mobile.arch import MobileArch, sample_arch
     from archsearch.spaces.mobile.cost import network_cost as mobile_cost
-    from archsearch.spaces.mobile.layout import build_layout
-    cfg = load_config(resolve_config("train_sgnas_fashionmnist"), schema=TrainConfig)
-    layout = build_layout(cfg.model.mobile, 1, 16)
-    arch = sample_arch(layout, 2, True, random.Random(1))
+    from archsearch.spaces.mobile.layout import build_layout, layout_record
+    space = load_config(resolve_config("sgnas_fashionmnist")).space  # the layout the architecture records
+    layout = build_layout(space, 1, 16)
+    arch = MobileArch(sample_arch(layout, 2, True, random.Random(1)).layers, layout_record(space))
     (tmp_path / "flops.json").write_text(json.dumps({"target_flops_M": 1.0, "architecture": arch.to_dict()}))
     out = tmp_path / "run"
     rc = main(["train", "train_sgnas_fashionmnist", *GEN[:6], "data.subset=0", "data.image_size=16",
@@ -269,15 +270,15 @@ def test_mobile_bn_momentum_and_head_dropout_reach_the_network():
     from torch import nn
 
     from archsearch.objectives.supervised import Supervised
-    from archsearch.spaces.mobile.arch import sample_arch
-    from archsearch.spaces.mobile.layout import build_layout
+    from archsearch.spaces.mobile.arch import MobileArch, sample_arch
+    from archsearch.spaces.mobile.layout import build_layout, layout_record
     cfg = load_config(resolve_config("train_sgnas_fashionmnist"), schema=TrainConfig)
     cfg.model.bn_momentum, cfg.objective.head_dropout = 0.001, 0.2
-    arch = sample_arch(build_layout(cfg.model.mobile, 1, 16), 2, True, random.Random(1))
+    space = load_config(resolve_config("sgnas_fashionmnist")).space
+    arch = MobileArch(sample_arch(build_layout(space, 1, 16), 2, True, random.Random(1)).layers, layout_record(space))
     info = type("I", (), {"num_classes": 10})()
     net = create_family("mobile").build(arch, cfg.model, 1, 16, Supervised(cfg.objective, info).build_head)
     assert {m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)} == {0.001}
     assert [m.p for m in net.modules() if isinstance(m, nn.Dropout)] == [0.2]
-    cfg.objective.head_dropout = 1.0
-    with pytest.raises(Exception, match="head_dropout must be in"):
-        Supervised(cfg.objective, info)
+    with pytest.raises(ConfigError, match=r"objective.head_dropout must be >= 0.0 and <= 0.99, got 1.0"):
+        load_config(resolve_config("train_sgnas_fashionmnist"), ["objective.head_dropout=1.0"], schema=TrainConfig)

@@ -28,7 +28,7 @@ def test_unnas_preset_follows_the_protocol(name):
     objective, batch, lr, arch_lr, epochs, frozen, wd, cells = PROTOCOL[name]
     assert cfg.objective.name == objective
     assert (cfg.data.batch_size, cfg.optim.lr, cfg.strategy.arch_lr) == (batch, lr, arch_lr)
-    assert (cfg.optim.epochs, cfg.strategy.warmup_epochs, cfg.optim.weight_decay) == (epochs, frozen, wd)
+    assert (cfg.optim.epochs, cfg.strategy.arch_freeze_epochs, cfg.optim.weight_decay) == (epochs, frozen, wd)
     assert (cfg.space.layers, cfg.space.init_channels, cfg.space.stem) == (cells, 16, "imagenet")
     assert (cfg.strategy.name, cfg.strategy.order, cfg.strategy.arch_betas) == ("darts", 1, [0.5, 0.999])
     assert (cfg.optim.lr_min, cfg.optim.momentum, cfg.optim.grad_clip) == (0.0, 0.9, 5.0)
@@ -40,7 +40,7 @@ def test_unnas_preset_follows_the_protocol(name):
         assert (cfg.data.image_size, cfg.data.segmentation.base_size, cfg.seed) == (321, 512, seg.seed)
         assert cfg.data.segmentation.lighting == (0.0 if objective == "colorization" else 0.1)
     if objective == "jigsaw":
-        j = cfg.objective.jigsaw
+        j = cfg.objective
         assert (j.grid, j.num_permutations, j.gray_prob) == (3, 1000, 0.3)
         cell, tile = tile_geometry(cfg.data.image_size, j.grid, j.tile_fraction, j.tile_size)
         assert (cell, tile) == ((85, 64) if "in" in name.split("_")[2] else (107, 81))
@@ -51,7 +51,7 @@ def test_quick_fashion_mnist_presets():
     jig = load_config(PRESETS / "unnas_jig_fashionmnist.yaml")
     assert rot.objective.name == "rotation" and jig.objective.name == "jigsaw"
     assert rot.data.name == jig.data.name == "fashion-mnist"
-    j = jig.objective.jigsaw
+    j = jig.objective
     assert (j.grid, jig.data.image_size) == (2, 28)
     assert tile_geometry(28, j.grid, j.tile_fraction, j.tile_size) == (14, 10)  # floor(0.76 * 14)
 

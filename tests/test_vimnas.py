@@ -9,7 +9,8 @@ from helpers import context, tiny_setup, tiny_space
 from torch import nn
 
 from archsearch.cli import main
-from archsearch.config import StrategyConfig, VimnasConfig, load_config
+from archsearch.config import StrategyConfig, component, load_config
+from archsearch.errors import ConfigError
 from archsearch.presets import PRESETS
 from archsearch.strategies import create_strategy
 from archsearch.strategies.base import forward_loss
@@ -17,7 +18,7 @@ from archsearch.strategies.vimnas import CRB, EdgeNorm, _generator, _randn, tabl
 
 
 def _vimnas(space="darts", name="vimnas", edge_norm=True, **vim):
-    cfg = StrategyConfig(name=name, arch_lr=0.025, edge_norm=edge_norm, vimnas=VimnasConfig(**vim))
+    cfg = component(StrategyConfig, name, arch_lr=0.025, edge_norm=edge_norm, **vim)
     return create_strategy(cfg, tiny_space(space))
 
 
@@ -115,7 +116,7 @@ def test_weight_step_trains_the_supernet_on_a_detached_sample():
 
 
 def test_joint_mode_feeds_one_training_backward_to_both():
-    sp, model, strat, opt, batches = tiny_setup("vimnas", arch_lr=0.025, vimnas=VimnasConfig(mode="joint"))
+    sp, model, strat, opt, batches = tiny_setup("vimnas", arch_lr=0.025, mode="joint")
     ctx = context(model, opt, batches, step=0, seed=0)
     loss, _, _ = forward_loss(ctx, batches[0], strat.sample(0, 0, 0))
     g_phi = torch.autograd.grad(loss, list(strat.parameters()))
@@ -171,7 +172,7 @@ def test_early_stop_once_the_genotype_is_stable(tmp_path):
                "data.generated.channels=1", "data.generated.num_classes=4", "data.generated.num_samples=64",
                "data.subset=0", "data.batch_size=4", "space.init_channels=4", "space.layers=3",
                "space.partial_channels=1", "steps_per_epoch=10", "optim.epochs=1", "val_batches=1",
-               "strategy.arch_lr=0.0", "strategy.arch_weight_decay=0.0", "strategy.vimnas.stop_after=3",
+               "strategy.arch_lr=0.0", "strategy.arch_weight_decay=0.0", "strategy.stop_after=3",
                "history_every=1", "--out", str(out), "--no-progress"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -190,10 +191,10 @@ def test_early_stop_once_the_genotype_is_stable(tmp_path):
 
 
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
-    with pytest.raises(Exception, match="prior must be one of"):
-        _vimnas(prior="sometimes")
-    with pytest.raises(Exception, match="mode must be one of"):
-        _vimnas(mode="trilevel")
+    with pytest.raises(ConfigError, match=r"strategy.prior: invalid value 'sometimes', expected one of \[fixed"):
+        load_config(None, ["strategy.name=vimnas", "strategy.prior=sometimes"])
+    with pytest.raises(ConfigError, match=r"strategy.mode: invalid value 'trilevel'"):
+        load_config(None, ["strategy.name=vimnas-s", "strategy.mode=trilevel"])
     assert main(["plot", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
 

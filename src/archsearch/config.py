@@ -1,29 +1,126 @@
 """Typed run configuration.
 
-Presets are YAML files merged onto these dataclasses with OmegaConf, so an unknown key or a
-value of the wrong type is refused before anything runs. `key=value` overrides from the command
-line go through the same check.
+Presets are YAML files merged onto these dataclasses with OmegaConf, so an unknown key or a value
+of the wrong type is refused before anything runs; `key=value` overrides from the command line go
+through the same check. The search space, strategy, objective and evaluation model are components:
+each registered component declares its own config dataclass (a subclass of the base below, next to
+the component's code), and its `name` selects which dataclass the section is checked against, so an
+option of another component is an error, not silently ignored. `archsearch list strategies -v`
+prints every component's options. Values are checked after loading against the ranges declared on
+the fields (`opt(..., low=...)`) and each config's own `check()`.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from archsearch.errors import ConfigError
+
+
+def opt(default: Any, help: str = "", low: float | None = None, high: float | None = None,
+        above: float | None = None) -> Any:
+    """A config field with one line of help and an optional accepted range (low <= v <= high, v > above)."""
+    meta = {"help": help, "low": low, "high": high, "above": above}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class Choice(str, Enum):
+    """A closed set of strings (members named as their values), checked when the config loads."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# -- component bases ------------------------------------------------------------------------------
+@dataclass
+class ComponentConfig:
+    """A registered component; `name` picks the component and with it the dataclass of its options."""
+
+    name: str = ""
+
+    def check(self, where: str) -> None:
+        """Cross-field rules the field ranges cannot express; raise ConfigError naming `where`."""
+
+
+@dataclass
+class SpaceConfig(ComponentConfig):
+    name: str = "darts"
+
+
+@dataclass
+class StrategyConfig(ComponentConfig):
+    name: str = "darts"
+
+
+@dataclass
+class ObjectiveConfig(ComponentConfig):
+    name: str = "supervised"
+    label_smoothing: float = opt(0.0, "cross-entropy label smoothing", low=0.0, high=0.99)
+
+
+@dataclass
+class ModelConfig(ComponentConfig):
+    """An evaluation network (`archsearch list models`) and the architecture it is built from."""
+
+    name: str = "darts-cifar"
+    genotype: str = opt("", "published name, search run directory, or genotype file or text in any format")
+    drop_path: float = opt(0.0, "final drop-path probability, reached linearly from 0", low=0.0, high=0.99)
+
+
+AXES: dict[type, str] = {SpaceConfig: "space", StrategyConfig: "strategy", ObjectiveConfig: "objective",
+                         ModelConfig: "model"}
+
+
+def _registry(base: type):
+    """The registry of one axis (imported late: components import this module for the bases)."""
+    kind = AXES[base]
+    if kind == "space":
+        from archsearch.spaces import SPACES as reg
+    elif kind == "strategy":
+        from archsearch.strategies import STRATEGIES as reg
+    elif kind == "objective":
+        from archsearch.objectives import OBJECTIVES as reg
+    else:
+        from archsearch.models import MODELS as reg
+    return reg
+
+
+def component(base: type, name: str | None = None, **values) -> Any:
+    """The config of the component `name` of an axis (its default when None), with `values` set."""
+    reg = _registry(base)
+    name = name or base.name
+    cls = reg.config_class(name)
+    return cls(name=name, **values)
+
+
+def _default(base: type):
+    return field(default_factory=lambda: component(base))
+
+
+# -- the rest of a run ----------------------------------------------------------------------------
+class Split(Choice):
+    portion = "portion"
+    folders = "folders"
 
 
 @dataclass
 class GeneratedDataConfig:
     """Shape of the synthetic dataset used by tests and smoke runs."""
 
-    channels: int = 3
-    image_size: int = 32
-    num_classes: int = 10
-    num_samples: int = 256
+    channels: int = opt(3, low=1)
+    image_size: int = opt(32, low=1)
+    num_classes: int = opt(10, low=2)
+    num_samples: int = opt(256, low=2)
 
 
 @dataclass
@@ -32,231 +129,108 @@ class SegmentationDataConfig:
     max(crop, int(base_size * 2**U(log2 scale_min, log2 scale_max))), then a random crop of
     data.image_size, a flip and PCA lighting; evaluation reads the full image."""
 
-    base_size: int = 1024  # the reference's TEST.IM_SIZE: 1024 evaluation, 512 search
-    scale_min: float = 0.5
-    scale_max: float = 2.0
-    lighting: float = 0.1  # AlexNet PCA lighting std; 0 = off
-    pad_stride: int = 16  # evaluation images are zero-padded to k * pad_stride + 1 (1024 -> 1025)
+    base_size: int = opt(1024, "the reference's TEST.IM_SIZE: 1024 evaluation, 512 search", low=1)
+    scale_min: float = opt(0.5, above=0.0)
+    scale_max: float = opt(2.0, above=0.0)
+    lighting: float = opt(0.1, "AlexNet PCA lighting std; 0 = off", low=0.0)
+    pad_stride: int = opt(16, "evaluation images are zero-padded to k * pad_stride + 1 (1024 -> 1025)", low=1)
+
+    def check(self, where: str) -> None:
+        if self.scale_min > self.scale_max:
+            raise ConfigError(f"{where}.scale_min must not exceed scale_max ({self.scale_min} > {self.scale_max})")
 
 
 @dataclass
 class DataConfig:
     name: str = "fashion-mnist"
     root: Optional[str] = None  # else $ARCHSEARCH_DATA, then the dataset's standard places
-    split: str = "portion"  # portion: split the train set; folders: <root>/train and <root>/val
-    train_portion: float = 0.5
-    shuffle_split: bool = False  # portion: seeded shuffle before the cut (image folders are in class order)
-    subset: int = 0  # use only the first N training images (0 = all of them)
-    image_size: int = 0  # 0 = the dataset's native size
-    batch_size: int = 64
-    val_batch_size: int = 0  # 0 = batch_size
-    num_workers: int = 0
+    split: Split = opt(Split.portion, "portion: split the train set; folders: <root>/train and <root>/val")
+    train_portion: float = opt(0.5, "portion: the share of the train set the weights train on", above=0.0, high=1.0)
+    shuffle_split: bool = opt(False, "portion: seeded shuffle before the cut (image folders are in class order)")
+    subset: int = opt(0, "use only the first N training images (0 = all of them)", low=0)
+    image_size: int = opt(0, "0 = the dataset's native size", low=0)
+    batch_size: int = opt(64, low=1)
+    val_batch_size: int = opt(0, "0 = batch_size", low=0)
+    num_workers: int = opt(0, low=0)
     augment: bool = True
-    cutout: int = 0
+    cutout: int = opt(0, low=0)
     download: bool = False
     generated: GeneratedDataConfig = field(default_factory=GeneratedDataConfig)
     segmentation: SegmentationDataConfig = field(default_factory=SegmentationDataConfig)
 
 
-@dataclass
-class MobileSpaceConfig:
-    """The SGNAS unified MobileNet space (docs/methods/sgnas.md §2). Lists left empty come from `layout`."""
-
-    layout: str = "imagenet"  # imagenet | cifar: Table 6 and its CIFAR variant (stem/first stride 1)
-    stem_channels: int = 0  # 0 = from layout
-    stem_stride: int = 0
-    first_channels: int = 0  # the fixed MBConv k3 e1 after the stem
-    head_channels: int = 0  # the 1x1 conv before pooling
-    widths: List[int] = field(default_factory=list)  # output channels per stage
-    depths: List[int] = field(default_factory=list)  # unified blocks per stage
-    strides: List[int] = field(default_factory=list)  # stride of each stage's first block
-    sub_blocks: int = 6  # S = the largest expansion rate
-    kernels: List[int] = field(default_factory=lambda: [3, 5, 7])
-    min_expansion: int = 2  # fewest active sub-blocks per layer (>= 1: no layer is skipped whole)
-    forced_sampling: bool = True  # one canonical arrangement per multiset (kernels sorted, skips last)
-    # argmax -> architecture: forced (FS canonical form) | released (eric8607242/SGNAS: order kept,
-    # only sub-block 0 never skip) | auto (forced when forced_sampling, else released)
-    decoding: str = "auto"
-    prune_threshold: float = 0.01  # soft weights at or below it are neither computed nor counted
+class Device(Choice):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
 
 
-@dataclass
-class SpaceConfig:
-    name: str = "darts"  # darts, darts-s1 .. darts-s4
-    init_channels: int = 16
-    layers: int = 8
-    nodes: int = 4
-    stem_multiplier: int = 3
-    stem: str = "auto"  # cifar | imagenet | auto (imagenet stem for inputs >= 128 px)
-    partial_channels: int = 1  # PC-DARTS K; 1 = every channel goes through the ops
-    impl: str = "fast"  # fast | reference (every op evaluated and summed, as in the papers)
-    reductions: int = 2  # 1: only the reduction cell at 1/3 depth (UnNAS segmentation supernet)
-    mobile: MobileSpaceConfig = field(default_factory=MobileSpaceConfig)
-
-
-@dataclass
-class SgnasConfig:
-    """SGNAS (docs/methods/sgnas.md §3-5): the supernet phase is strategy.warmup_epochs, the generator the rest."""
-
-    fair_passes: int = 0  # paths per supernet step; 0 = one per expansion rate (strict); the code: 4
-    sum_passes: bool = True  # gradients of the passes summed (the code) rather than averaged
-    low_flops: float = 270.0  # target range in MFLOPs (conv mult-adds of the no-SE network)
-    high_flops: float = 450.0
-    target_step: float = 5.0  # training targets: low, low+step, ... < high, shuffled per cycle
-    target_jitter: float = 0.5  # plus uniform jitter in [-jitter, jitter)
-    hc_targets: int = 1  # targets whose FLOPs loss is averaged per step (1 = the code; extras skip the CE)
-    eval_step: float = 10.0  # evaluation targets low, low+step, ... < high; the best generator is kept
-    hc_weight: float = 3e-4  # lambda of lambda * (F - T)^2
-    hc_dead_zone: float = 0.1  # no penalty within +-dead zone (the code); 0 = plain squared error
-    hc_over_factor: float = 1.2  # extra factor when F > T (the code); 1 = symmetric
-    tau: float = 5.0  # Gumbel-softmax temperature of the first generator epoch
-    tau_decay: float = 0.95  # per generator epoch
-    tau_every: float = 1.0  # length of a generator epoch in engine epochs
-    hc_dim: int = 10  # channels of the broadcast target map
-    hidden: int = 32  # generator width
-    pool_size: int = 1  # priors in the prior pool
-    prior_tolerance: float = 1.0  # MFLOPs: a prior lies this close to its key
-    prior_seed: int = 0
-
-
-@dataclass
-class VimnasConfig:
-    """VIM-NAS options (strategies vimnas-s, vimnas, vimnas-l; see strategies/vimnas.py)."""
-
-    width: int = 14  # hidden channels of the architectural network (Table 1 of the supplement)
-    kernel: int = 3
-    last_relu: bool = True  # Table 1: the last CRB has its ReLU too; false = conv, batch norm
-    last_norm: str = "edge"  # last BN's statistics per edge row (ours) | map: over the whole map
-    prior: str = "fixed"  # fixed: N(0, I) drawn once, saved with the run | resample: every step
-    noise: float = 1.0  # std of eps in A = mu + noise * eps (0 = no sampling: softmax(mu))
-    mode: str = "bilevel"  # bilevel (network on val, weights on train) | joint | mixed (uses lam)
-    mc_samples: int = 64  # draws behind the expected weights (derivation, history)
-    stop_after: int = 0  # end the search once the derived genotype is unchanged this many steps
-
-
-@dataclass
-class StrategyConfig:
-    name: str = "darts"
-    order: int = 1  # 1 or 2 (darts, milenas)
-    arch_lr: float = 3e-4
-    arch_betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
-    arch_weight_decay: float = 1e-3
-    arch_grad_clip: float = 0.0  # 0 = off (PC-DARTS ImageNet clips at 5)
-    warmup_epochs: float = 0.0  # weight-only epochs before the first architecture update
-    fd_radius: float = 0.01  # 2nd order: finite-difference step eps = fd_radius / ||v||
-    lam: float = 1.0  # MiLeNAS lambda: alpha <- alpha - eta (dL_tr + lam dL_val)
-    edge_norm: bool = True  # PC-DARTS edge-normalisation betas
-    num_candidates: int = 50  # random: genotypes scored with the shared weights at the end
-    candidate_batches: int = 4  # random: val batches per candidate score
-    sgnas: SgnasConfig = field(default_factory=SgnasConfig)
-    vimnas: VimnasConfig = field(default_factory=VimnasConfig)
-
-
-@dataclass
-class JigsawConfig:
-    """UnNAS jigsaw puzzles (docs/methods/unnas.md §1.4)."""
-
-    grid: int = 3  # 3x3 tiles (ImageNet, Cityscapes) or 2x2 (CIFAR-size images)
-    num_permutations: int = 0  # classes; 0 = 1000 for a 3x3 grid, all 24 for 2x2
-    tile_fraction: float = 0.76  # tile side = floor(fraction * cell side), the rest is a random gap
-    tile_size: int = 0  # explicit tile side; 0 = from tile_fraction
-    gray_prob: float = 0.3  # colour images only: chance a puzzle is shown in grayscale
-
-
-@dataclass
-class ColorizationConfig:
-    """UnNAS colorization (docs/methods/unnas.md §1.3)."""
-
-    bins: str = ""  # "" = the shipped in-gamut ab bins; else a .npy/.json (Q, 2) file on the 10-grid
-
-
-@dataclass
-class SegmentationObjectiveConfig:
-    """The ASPP head (DeepLabv3): 256 channels and rates 6/12/18 to evaluate, 64 and [6] to search."""
-
-    aspp_channels: int = 256
-    aspp_rates: List[int] = field(default_factory=lambda: [6, 12, 18])
-
-
-@dataclass
-class ObjectiveConfig:
-    name: str = "supervised"  # supervised | segmentation | rotation | colorization | jigsaw
-    label_smoothing: float = 0.0
-    head_dropout: float = 0.0  # supervised: dropout before the classifier (SGNAS ImageNet: 0.2)
-    segmentation: SegmentationObjectiveConfig = field(default_factory=SegmentationObjectiveConfig)
-    jigsaw: JigsawConfig = field(default_factory=JigsawConfig)
-    colorization: ColorizationConfig = field(default_factory=ColorizationConfig)
+class Precision(Choice):
+    float32 = "float32"
+    float64 = "float64"
 
 
 @dataclass
 class OptimConfig:
-    epochs: int = 50
-    lr: float = 0.025
-    lr_min: float = 0.001
-    lr_warmup_epochs: int = 0  # linear warm-up lr*(e+1)/W for e < W (PC-DARTS ImageNet)
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
+    """The supernet weights' SGD and its cosine schedule."""
+
+    epochs: int = opt(50, low=1)
+    lr: float = opt(0.025, above=0.0)
+    lr_min: float = opt(0.001, low=0.0)
+    lr_warmup_epochs: int = opt(0, "linear warm-up lr*(e+1)/W for e < W (PC-DARTS ImageNet)", low=0)
+    momentum: float = opt(0.9, low=0.0, high=1.0)
+    weight_decay: float = opt(3e-4, low=0.0)
+    grad_clip: float = opt(5.0, "0 = off", low=0.0)
 
 
 @dataclass
 class SearchConfig:
     name: str = "search"
     seed: int = 2
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "float32"  # float32 | float64 (numerical checks: rounding no longer flips ReLU kinks)
-    # under torchrun: batch norm over the global batch (reproduces one process; one all-reduce per
-    # BN layer and pass) or, false, over each rank's slice (as DataParallel; far less communication)
-    sync_bn: bool = True
-    steps_per_epoch: int = 0  # 0 = one pass over the train split
-    log_every: int = 10
-    history_every: int = 10  # record softmaxed architecture weights every N steps
-    checkpoint_every: int = 50  # steps; a checkpoint is also written at every epoch end
-    val_batches: int = 0  # batches for the end-of-epoch validation (0 = whole val split)
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
+    precision: Precision = opt(Precision.float32, "float64: numerical checks (rounding no longer flips ReLU kinks)")
+    sync_bn: bool = opt(True, "under torchrun: batch norm over the global batch (reproduces one process; one "
+                              "all-reduce per BN layer and pass) or, false, over each rank's slice")
+    steps_per_epoch: int = opt(0, "0 = one pass over the train split", low=0)
+    log_every: int = opt(10, low=1)
+    history_every: int = opt(10, "record the architecture weights every N steps", low=1)
+    checkpoint_every: int = opt(50, "steps; a checkpoint is also written at every epoch end", low=1)
+    val_batches: int = opt(0, "batches for the end-of-epoch validation (0 = whole val split)", low=0)
     data: DataConfig = field(default_factory=DataConfig)
-    space: SpaceConfig = field(default_factory=SpaceConfig)
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    space: SpaceConfig = _default(SpaceConfig)
+    strategy: StrategyConfig = _default(StrategyConfig)
+    objective: ObjectiveConfig = _default(ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
-@dataclass
-class ModelConfig:
-    """An evaluation network (`archsearch list models`) and the architecture it is built from."""
+class Schedule(Choice):
+    cosine = "cosine"
+    linear = "linear"
+    exponential = "exponential"
 
-    name: str = "darts-cifar"  # darts-cifar | darts-imagenet | mobile
-    genotype: str = ""  # published name, search run directory, or genotype file or text in any format
-    init_channels: int = 36
-    layers: int = 20
-    stem_multiplier: int = 3
-    auxiliary: bool = True
-    aux_weight: float = 0.4
-    drop_path: float = 0.2  # final drop-path probability, reached linearly from 0
-    reductions: int = 2  # 1: the second reduction cell becomes a normal cell (segmentation, stride 16)
-    # name=mobile (SGNAS): the search's space.mobile layout, and the released models' extras
-    mobile: MobileSpaceConfig = field(default_factory=MobileSpaceConfig)
-    se: bool = False
-    act: str = "relu6"  # relu6 | hswish (see spaces/mobile/network.py)
-    bn_momentum: float = 0.1  # PyTorch convention (the released ImageNet models: 0.001)
+
+class Optimizer(Choice):
+    sgd = "sgd"
+    rmsprop_tf = "rmsprop_tf"
 
 
 @dataclass
 class TrainOptimConfig:
-    epochs: int = 600
-    lr: float = 0.025
-    lr_min: float = 0.0
-    schedule: str = "cosine"  # cosine | linear | exponential (see engine/schedules.py)
-    gamma: float = 0.97  # exponential: lr * gamma**(epoch // decay_epochs)
-    decay_epochs: int = 1
-    warmup_epochs: int = 0  # linear warm-up lr*(e+1)/W for e < W
-    optimizer: str = "sgd"  # sgd | rmsprop_tf (see engine/optim.py)
-    momentum: float = 0.9
-    nesterov: bool = False  # sgd
-    alpha: float = 0.9  # rmsprop_tf: decay of the mean square
-    eps: float = 1e-3  # rmsprop_tf: added inside the square root
-    weight_decay: float = 3e-4
-    decay_1d: bool = True  # false: no weight decay on biases and norm parameters (1-D tensors)
-    grad_clip: float = 5.0  # 0 = off
+    epochs: int = opt(600, low=1)
+    lr: float = opt(0.025, above=0.0)
+    lr_min: float = opt(0.0, low=0.0)
+    schedule: Schedule = opt(Schedule.cosine, "see engine/schedules.py")
+    gamma: float = opt(0.97, "exponential: lr * gamma**(epoch // decay_epochs)", above=0.0)
+    decay_epochs: int = opt(1, low=1)
+    lr_warmup_epochs: int = opt(0, "linear warm-up lr*(e+1)/W for e < W", low=0)
+    optimizer: Optimizer = opt(Optimizer.sgd, "see engine/optim.py")
+    momentum: float = opt(0.9, low=0.0, high=1.0)
+    nesterov: bool = opt(False, "sgd")
+    alpha: float = opt(0.9, "rmsprop_tf: decay of the mean square", low=0.0, high=1.0)
+    eps: float = opt(1e-3, "rmsprop_tf: added inside the square root", above=0.0)
+    weight_decay: float = opt(3e-4, low=0.0)
+    decay_1d: bool = opt(True, "false: no weight decay on biases and norm parameters (1-D tensors)")
+    grad_clip: float = opt(5.0, "0 = off", low=0.0)
 
 
 @dataclass
@@ -265,19 +239,19 @@ class TrainConfig:
 
     name: str = "train"
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
-    amp: bool = True  # bf16 autocast on CUDA; CPU runs in float32
-    channels_last: bool = True  # 1.7x faster than NCHW for these nets on CPU (BENCHMARKS.md)
-    compile: bool = False  # torch.compile the model
-    sync_bn: bool = False  # under DDP, batch statistics over the global batch (CPU and CUDA)
-    ema_decay: float = 0.0  # > 0: also evaluate an exponential moving average of the weights
-    precise_bn_samples: int = 0  # > 0: after each epoch, BN statistics from this many training images (UnNAS: 1024)
-    steps_per_epoch: int = 0  # 0 = one pass over the training set
-    eval_batches: int = 0  # 0 = the whole test set
-    log_every: int = 50
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)")
+    amp: bool = opt(True, "bf16 autocast on CUDA; CPU runs in float32")
+    channels_last: bool = opt(True, "1.7x faster than NCHW for these nets on CPU (BENCHMARKS.md)")
+    compile: bool = opt(False, "torch.compile the model")
+    sync_bn: bool = opt(False, "under DDP, batch statistics over the global batch (CPU and CUDA)")
+    ema_decay: float = opt(0.0, "> 0: also evaluate an exponential moving average of the weights", low=0.0, high=1.0)
+    precise_bn_samples: int = opt(0, "> 0: after each epoch, BN statistics from this many training images", low=0)
+    steps_per_epoch: int = opt(0, "0 = one pass over the training set", low=0)
+    eval_batches: int = opt(0, "0 = the whole test set", low=0)
+    log_every: int = opt(50, low=1)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    model: ModelConfig = _default(ModelConfig)
+    objective: ObjectiveConfig = _default(ObjectiveConfig)
     optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
 
 
@@ -289,15 +263,19 @@ class CostWindowConfig:
     on the CIFAR network of C=16, 20 cells, 10 classes, 32x32x3, no auxiliary head (docs/methods/unnas.md §3.1).
     """
 
-    reference_params: int = 855_770
-    reference_mult_adds: int = 125_747_850
-    low: float = 0.8
-    high: float = 1.2
-    init_channels: int = 16
-    layers: int = 20
-    num_classes: int = 10
-    in_channels: int = 3
-    image_size: int = 32
+    reference_params: int = opt(855_770, low=1)
+    reference_mult_adds: int = opt(125_747_850, low=1)
+    low: float = opt(0.8, low=0.0)
+    high: float = opt(1.2, above=0.0)
+    init_channels: int = opt(16, low=2)
+    layers: int = opt(20, low=3)
+    num_classes: int = opt(10, low=2)
+    in_channels: int = opt(3, low=1)
+    image_size: int = opt(32, low=8)
+
+    def check(self, where: str) -> None:
+        if self.low > self.high:
+            raise ConfigError(f"{where}.low must not exceed {where}.high ({self.low} > {self.high})")
 
 
 @dataclass
@@ -306,7 +284,7 @@ class TableConfig:
     columns `genotype` (any genotype format) and `accuracy`; `per_decile` rows are drawn from each tenth."""
 
     path: str = ""
-    per_decile: int = 0
+    per_decile: int = opt(0, low=0)
 
 
 @dataclass
@@ -314,51 +292,167 @@ class CorrelateConfig:
     """A rank-correlation study: sampled cells, briefly trained under each objective (and seed)."""
 
     name: str = "correlate"
-    seed: int = 0  # sampling seed
-    space: SpaceConfig = field(default_factory=SpaceConfig)
-    num_archs: int = 12
-    max_draws: int = 100_000
+    seed: int = opt(0, "sampling seed")
+    space: SpaceConfig = _default(SpaceConfig)
+    num_archs: int = opt(12, low=2)
+    max_draws: int = opt(100_000, low=1)
     window: CostWindowConfig = field(default_factory=CostWindowConfig)
     table: TableConfig = field(default_factory=TableConfig)
-    objectives: List[str] = field(default_factory=lambda: ["supervised", "rotation"])
-    seeds: List[int] = field(default_factory=lambda: [1])
-    score: str = "top1"  # metric whose best epoch scores a run (docs/methods/unnas.md §3.3)
+    objectives: List[str] = opt(["supervised", "rotation"], "objectives every cell is trained under")
+    seeds: List[int] = opt([1], "training seeds")
+    score: str = opt("top1", "metric whose best epoch scores a run (docs/methods/unnas.md §3.3)")
     # key=value overrides of the training recipe per objective (batch and lr differ, docs/methods/unnas.md §3.2)
     objective_overrides: Dict[str, List[str]] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def check(self, where: str) -> None:
+        if not self.objectives:
+            raise ConfigError("objectives needs at least one objective to train the cells under")
+        if not self.seeds:
+            raise ConfigError("seeds needs at least one training seed")
 
+
+# -- loading ----------------------------------------------------------------------------------------
 def _one_line(e: Exception) -> str:
     return " ".join(str(e).split())
 
 
-def load_config(path: Optional[Path], overrides: list[str] = (), schema=SearchConfig) -> Any:
-    """Merge a YAML preset and `key=value` overrides onto the typed schema."""
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _component_base(tp) -> type | None:
+    return next((b for b in AXES if isinstance(tp, type) and issubclass(tp, b)), None)
+
+
+def _schema(cls: type, raw: Any, where: str = "") -> Any:
+    """An instance of `cls` whose component fields hold the dataclass their `name` selects."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        sub = raw.get(f.name) if isinstance(raw, dict) else None
+        base = _component_base(tp)
+        if base is not None:
+            name = sub.get("name") if isinstance(sub, dict) else None
+            if name is not None and not isinstance(name, str):
+                raise ConfigError(f"{where}{f.name}.name must be a string, got {name!r}")
+            values[f.name] = component(base, name)
+        elif dataclasses.is_dataclass(tp):
+            values[f.name] = _schema(tp, sub, f"{where}{f.name}.")
+    return cls(**values)
+
+
+def _source(key: str, path: Optional[Path], overrides) -> str:
+    """Where a bad key came from: the command line if an override sets it, else the preset file."""
+    for o in overrides:
+        k = o.split("=", 1)[0]
+        if k == key or k.startswith(key + ".") or key.startswith(k + "."):
+            return " (from the command line)"
+    return f" (in {path})" if path else ""
+
+
+def _unknown_key(e: ConfigKeyError, path: Optional[Path], overrides=()) -> ConfigError:
+    """`strategy.order is not an option of strategy 'vimnas'; its options: ...`."""
+    owner = e.object_type
+    key = str(e.full_key or e.key)
+    if owner is None or not dataclasses.is_dataclass(owner):
+        return ConfigError(f"bad config{_source(key, path, overrides)}: {_one_line(e)}")
+    options = ", ".join(f.name for f in dataclasses.fields(owner))
+    base = _component_base(owner)
+    what = f"{AXES[base]} {owner.__name__}" if base else owner.__name__
+    if base is not None:
+        try:
+            chosen = next(n for n in _registry(base).names() if _registry(base).config_class(n) is owner)
+            what = f"{AXES[base]} {chosen!r}"
+        except StopIteration:
+            pass
+    return ConfigError(f"{key} is not an option of {what}{_source(key, path, overrides)}; its options: {options}")
+
+
+def _check(obj: Any, where: str = "") -> None:
+    """Field ranges (opt low/high/above), then each config's own cross-field check()."""
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        key = f"{where}{f.name}"
+        if dataclasses.is_dataclass(v):
+            _check(v, key + ".")
+            continue
+        lo, hi, above = (f.metadata.get(k) for k in ("low", "high", "above"))
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{key} must be a finite number, got {v}")
+        if lo is not None and v < lo or hi is not None and v > hi or above is not None and v <= above:
+            rng = " and ".join(s for s in (f">= {lo}" if lo is not None else "", f"> {above}" if above is not None
+                                           else "", f"<= {hi}" if hi is not None else "") if s)
+            raise ConfigError(f"{key} must be {rng}, got {v}")
+    check = getattr(obj, "check", None)
+    if callable(check):
+        check(where.rstrip(".") or type(obj).__name__)
+
+
+def _bad_value(e: OmegaConfBaseException, path: Optional[Path], overrides=()) -> ConfigError:
+    """One line naming the key: `precision: invalid value 'float16', expected one of [float32, float64]`."""
+    msg = str(e).splitlines()[0].strip()
+    key = getattr(e, "full_key", None)
+    if not key:
+        return ConfigError(f"bad config{_source('', path, ())}: {_one_line(e)}")
+    return ConfigError(f"{key}: {msg[0].lower() + msg[1:]}{_source(str(key), path, overrides)}")
+
+
+def load_config(path: Optional[Path], overrides: list[str] = (), schema=SearchConfig, base: Optional[dict] = None
+                ) -> Any:
+    """Merge `base` (a config as a dict), a YAML preset and `key=value` overrides onto the typed schema,
+    then check the values."""
     try:
-        cfg = OmegaConf.structured(schema)
+        layers = [OmegaConf.create(base)] if base is not None else []
         if path is not None:
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            layers.append(OmegaConf.load(path))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must be key=value, got {bad[0]!r}")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        raw = OmegaConf.to_container(OmegaConf.merge(*layers))
+        cfg = OmegaConf.merge(OmegaConf.structured(_schema(schema, raw)), *layers)
         obj = OmegaConf.to_object(cfg)
+    except ConfigKeyError as e:
+        raise _unknown_key(e, path, overrides) from None
     except OmegaConfBaseException as e:
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"bad config{where}: {_one_line(e)}") from None
+        raise _bad_value(e, path, overrides) from None
     except ConfigError:
         raise
     except Exception as e:  # YAML syntax errors and the like
         raise ConfigError(f"cannot read config {path}: {_one_line(e)}") from None
+    _check(obj)
     return obj
 
 
+def retarget(section: dict, base: type, name: str) -> dict:
+    """A component section switched to component `name`: the options the new one also has are kept."""
+    own = {f.name for f in dataclasses.fields(_registry(base).config_class(name))}
+    return {**{k: v for k, v in section.items() if k in own}, "name": name}
+
+
 def to_dict(cfg: Any) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(cfg))
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
 
 
 def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def describe_options(cls: type) -> list[tuple[str, str, str]]:
+    """(option, default, help) of a config dataclass, for `archsearch list -v`."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name == "name":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = default.value if isinstance(default, Enum) else default
+        tp = _hints(cls)[f.name]
+        choices = f" ({' | '.join(m.value for m in tp)})" if isinstance(tp, type) and issubclass(tp, Enum) else ""
+        out.append((f.name, repr(default), (f.metadata.get("help") or "") + choices))
+    return out

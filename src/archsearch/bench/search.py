@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from archsearch.config import SearchConfig
+from archsearch.config import SearchConfig, to_dict
 from archsearch.engine.device import synchronize
 from archsearch.engine.search import Search
 
@@ -107,8 +107,8 @@ def run_bench(cfg: SearchConfig, steps: int = 3) -> list[PathResult]:
 def format_results(cfg: SearchConfig, results: list[PathResult]) -> str:
     x = cfg.data
     lines = [
-        f"space={cfg.space.name} C={cfg.space.init_channels} cells={cfg.space.layers} "
-        f"K={cfg.space.partial_channels} strategy={cfg.strategy.name}/order{cfg.strategy.order} "
+        f"space {' '.join(f'{k}={v}' for k, v in to_dict(cfg.space).items())}",
+        f"strategy {' '.join(f'{k}={v}' for k, v in to_dict(cfg.strategy).items())}",
         f"batch={x.batch_size} data={x.name} device={cfg.device} threads={torch.get_num_threads()}",
         f"{'path':10s} {'weight ms':>10s} {'arch ms':>10s} {'step ms':>10s} {'img/s':>8s} "
         f"{'GFLOP/step':>11s} {'GFLOP/s':>8s} {'saved MB':>9s} {'cuda MB':>8s} {'cpu ms':>9s}",

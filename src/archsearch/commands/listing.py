@@ -10,6 +10,8 @@ WHAT = ("genotypes", "spaces", "strategies", "objectives", "datasets", "models",
 def register(sub) -> None:
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", nargs="?", default="all", choices=["all", *WHAT])
+    ls.add_argument("-v", "--verbose", action="store_true",
+                    help="spaces, strategies, objectives, models: each one's options with defaults and help")
     ls.set_defaults(func=run)
 
 
@@ -33,10 +35,30 @@ def _tables() -> dict:
     }
 
 
+def _registries() -> dict:
+    from archsearch.models import MODELS
+    from archsearch.objectives import OBJECTIVES
+    from archsearch.spaces import SPACES
+    from archsearch.strategies import STRATEGIES
+
+    return {"spaces": SPACES, "strategies": STRATEGIES, "objectives": OBJECTIVES, "models": MODELS}
+
+
+def _options(registry, name: str) -> list[str]:
+    """`  option = default  help` lines of one component's config dataclass."""
+    from archsearch.config import describe_options
+
+    rows = describe_options(registry.config_class(name))
+    width = max((len(f"{k} = {d}") for k, d, _ in rows), default=0)
+    return [f"    {f'{k} = {d}':{width}s}  {h}".rstrip() for k, d, h in rows]
+
+
 def run(args) -> int:
-    tables = _tables()
+    tables, registries = _tables(), _registries()
     for name in WHAT if args.what == "all" else [args.what]:
         print(f"{name}:")
         for item in tables[name]():
             print(f"  {item}")
+            if args.verbose and name in registries:
+                print("\n".join(_options(registries[name], item)))
     return 0

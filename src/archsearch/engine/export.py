@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from omegaconf import OmegaConf
 
-from archsearch.config import TrainConfig
+from archsearch.config import TrainConfig, load_config
 from archsearch.data import DatasetInfo
 from archsearch.engine.train import build_network
 from archsearch.errors import CheckpointError, ConfigError
@@ -32,7 +31,7 @@ def load_model(ref: Path) -> tuple[torch.nn.Module, int, int]:
     if m.get("kind") != "model":
         raise CheckpointError(f"{path} is not a model file (use model.pt or best.pt of a training run)")
     try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), m["config"]))
+        cfg = load_config(None, schema=TrainConfig, base=m["config"])
         info = DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in m["info"].items()})
         arch = create_family(cfg.model.name).arch_from_dict(m["arch"])
         model, objective = build_network(cfg, arch, info)

@@ -169,7 +169,7 @@ class Trainer:
     def train_epoch(self, epoch: int, bar) -> dict[str, float]:
         cfg = self.cfg
         o = cfg.optim
-        lr = epoch_lr(o.schedule, epoch, o.epochs, o.lr, o.lr_min, o.gamma, o.warmup_epochs, o.decay_epochs)
+        lr = epoch_lr(o.schedule, epoch, o.epochs, o.lr, o.lr_min, o.gamma, o.lr_warmup_epochs, o.decay_epochs)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         drop = cfg.model.drop_path * epoch / cfg.optim.epochs

@@ -26,7 +26,7 @@ authors' architectures on their weights:
 * Decoding (utils/lookup_table_builder.py `get_validation_arch_param` then `decode_arch_param`):
   argmax per group, over the three kernels only in sub-block 0 (every layer is in
   `static_layers`), skip groups dropped, kernels kept in sub-block order, which utils/model.py
-  turns into the depthwise groups in that order: `space.mobile.decoding=released`.
+  turns into the depthwise groups in that order: `space.decoding=released`.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_wri
 
 SOURCE = "eric8607242/SGNAS"
 # The released search: no forced sampling in supernet training, the decoding of decode_arch_param.
-RELEASED_OVERRIDES = ["space.mobile.decoding=released", "space.mobile.forced_sampling=false"]
+RELEASED_OVERRIDES = ["space.decoding=released", "space.forced_sampling=false"]
 
 
 def _released_keys(body: int = 3) -> dict[str, str]:
@@ -161,9 +161,9 @@ def import_sgnas(checkpoint: Path, prior_pool: Path, out: Path, config: Path) ->
         raise ConfigError(f"dataset {cfg.data.name!r} does not say its shape and classes without its files; "
                           "use a preset on imagenet, cifar or fashion-mnist")
     keys, priors = read_prior_pool(prior_pool, bind_space(cfg, info).layout)
-    weights = read_generator(checkpoint, ArchitectureGenerator(cfg.strategy.sgnas.hc_dim,
-                                                               cfg.strategy.sgnas.hidden).state_dict())
-    cfg = load_config(config, [*RELEASED_OVERRIDES, f"strategy.sgnas.pool_size={len(keys)}"])
+    weights = read_generator(checkpoint, ArchitectureGenerator(cfg.strategy.hc_dim,
+                                                               cfg.strategy.hidden).state_dict())
+    cfg = load_config(config, [*RELEASED_OVERRIDES, f"strategy.pool_size={len(keys)}"])
     space = bind_space(cfg, info)
     strategy = create_strategy(cfg.strategy, space)
     strategy.generator.load_state_dict(weights)

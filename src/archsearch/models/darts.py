@@ -8,15 +8,17 @@ head after the second reduction. `darts-imagenet`: the mobile setting with two s
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
 
+from archsearch.config import ModelConfig, opt
 from archsearch.models.base import MODELS, Head, ModelFamily
 from archsearch.spaces.darts.genotype import Genotype, resolve_genotype
 from archsearch.spaces.darts.ops import FactorizedReduce, ReLUConvBN, create_op
-from archsearch.spaces.darts.supernet import reduction_layers
+from archsearch.spaces.darts.supernet import check_cells, reduction_layers
 
 
 def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -146,7 +148,25 @@ class _DartsFamily(ModelFamily):
         return Genotype.from_dict(d)
 
 
-@MODELS.register("darts-cifar")
+@dataclass
+class DartsModelConfig(ModelConfig):
+    """The DARTS evaluation networks (`darts-cifar`, `darts-imagenet`)."""
+
+    name: str = "darts-cifar"
+    init_channels: int = opt(36, "channels of the first cells (C)", low=2)
+    layers: int = opt(20, "cells; the reductions sit at 1/3 and 2/3 of the depth", low=1)
+    stem_multiplier: int = opt(3, "the CIFAR stem has stem_multiplier * C channels", low=1)
+    auxiliary: bool = opt(True, "auxiliary head after the second reduction (training only)")
+    aux_weight: float = opt(0.4, "weight of the auxiliary loss", low=0.0)
+    drop_path: float = opt(0.2, "final drop-path probability, reached linearly from 0", low=0.0, high=0.99)
+    reductions: int = opt(2, "1: the second reduction cell becomes a normal cell (segmentation, stride 16)",
+                          low=1, high=2)
+
+    def check(self, where: str) -> None:
+        check_cells(self.layers, self.reductions, where)
+
+
+@MODELS.register("darts-cifar", config=DartsModelConfig)
 class DartsCifar(_DartsFamily):
     def build(self, arch, cfg, in_channels, image_size, head):
         c = cfg.init_channels
@@ -156,7 +176,7 @@ class DartsCifar(_DartsFamily):
                             aux_pool_stride=3, aux_final_bn=True, num_reductions=cfg.reductions)
 
 
-@MODELS.register("darts-imagenet")
+@MODELS.register("darts-imagenet", config=DartsModelConfig)
 class DartsImageNet(_DartsFamily):
     def build(self, arch, cfg, in_channels, image_size, head):
         c = cfg.init_channels

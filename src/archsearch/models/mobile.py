@@ -1,22 +1,42 @@
 """SGNAS stand-alone networks (`mobile`) built from a generated mobile-unified architecture.
 
-The layout (widths, depths, strides) comes from `model.mobile`, which must be the search's
-`space.mobile`; the architecture from a file `archsearch generate` wrote (RUN/generated/flops_T.json)
-or a bare {"layers": ...} JSON. SE and h-swish are switchable as in the released models.
+The architecture comes from a file `archsearch generate` wrote (RUN/generated/flops_T.json) or a
+bare {"layers": ...} JSON. The layout (widths, depths, strides) is the one the architecture records
+(its search's space) unless `model.from_search=false`, in which case the `model` layout fields
+give it. SE and h-swish are switchable as in the released models.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from archsearch.config import Choice, ModelConfig, opt
 from archsearch.errors import GenotypeError
 from archsearch.models.base import MODELS, ModelFamily
 from archsearch.spaces.mobile.arch import MobileArch, check_arch
-from archsearch.spaces.mobile.layout import build_layout
+from archsearch.spaces.mobile.layout import MobileLayoutConfig, build_layout
 from archsearch.spaces.mobile.network import MobileNetwork
 
 
-@MODELS.register("mobile")
+class Act(Choice):
+    relu6 = "relu6"
+    hswish = "hswish"
+
+
+@dataclass
+class MobileModelConfig(ModelConfig, MobileLayoutConfig):
+    """The stand-alone network of a mobile-unified architecture (see spaces/mobile/network.py)."""
+
+    name: str = "mobile"
+    from_search: bool = opt(True, "use the layout the architecture records (its search's space); "
+                                  "false, or none recorded: the layout fields here")
+    se: bool = opt(False, "squeeze-and-excitation in every block (the released models)")
+    act: Act = opt(Act.relu6, "activation (the released ImageNet models: hswish)")
+    bn_momentum: float = opt(0.1, "PyTorch convention (the released ImageNet models: 0.001)", above=0.0, high=1.0)
+
+
+@MODELS.register("mobile", config=MobileModelConfig)
 class Mobile(ModelFamily):
     def resolve(self, ref: str) -> MobileArch:
         path = Path(ref)
@@ -38,7 +58,8 @@ class Mobile(ModelFamily):
         return MobileArch.from_dict(d)
 
     def build(self, arch, cfg, in_channels, image_size, head):
-        layout = build_layout(cfg.mobile, in_channels, image_size)
+        recorded = arch.layout if cfg.from_search and arch.layout is not None else None
+        layout = build_layout(MobileLayoutConfig(**recorded) if recorded else cfg, in_channels, image_size)
         check_arch(arch, layout, 1)
-        return MobileNetwork(layout, arch, num_classes=0, se=cfg.se, act=cfg.act, bn_momentum=cfg.bn_momentum,
+        return MobileNetwork(layout, arch, num_classes=0, se=cfg.se, act=str(cfg.act), bn_momentum=cfg.bn_momentum,
                              head=head)

@@ -7,11 +7,12 @@ low-resolution logits that the loss upsamples bilinearly (align_corners=True) to
 size. Targets are the hard nearest bins; no soft encoding, no class rebalancing.
 
 The bins: the Q = 313 in-gamut ab grid points of Zhang et al. (their `pts_in_hull`), shipped in
-data/ab_bins.json; `objective.colorization.bins` loads another (Q, 2) set (.npy or .json).
+data/ab_bins.json; `objective.bins` loads another (Q, 2) set (.npy or .json).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.config import ObjectiveConfig, opt
 from archsearch.errors import ConfigError
 from archsearch.objectives.base import OBJECTIVES, Objective
 
@@ -107,7 +109,15 @@ def per_pixel_logits(outputs: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return F.interpolate(outputs, size=size, mode="bilinear", align_corners=True)
 
 
-@OBJECTIVES.register("colorization")
+@dataclass
+class ColorizationConfig(ObjectiveConfig):
+    """UnNAS colorization (docs/methods/unnas.md §1.3)."""
+
+    name: str = "colorization"
+    bins: str = opt("", "'' = the shipped 313 in-gamut ab bins; else a .npy/.json (Q, 2) file on the 10-grid")
+
+
+@OBJECTIVES.register("colorization", config=ColorizationConfig)
 class Colorization(Objective):
     name = "colorization"
 
@@ -123,7 +133,7 @@ class Colorization(Objective):
         # L/100 standardised with the averages of the per-channel statistics (docs/methods/unnas.md §1.3)
         self.l_mean = sum(info.mean) / 3
         self.l_std = sum(info.std) / 3
-        self.bins = load_bins(cfg.colorization.bins)
+        self.bins = load_bins(cfg.bins)
         self.index = BinIndex(self.bins)
 
     @property

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import random
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.config import ObjectiveConfig, opt
 from archsearch.errors import ConfigError, DataError
 from archsearch.objectives.base import OBJECTIVES, Objective, batch_seed
 from archsearch.objectives.supervised import topk_accuracy
@@ -88,14 +90,14 @@ def greedy_permutations(n: int, count: int, seed: int = PERMS_SEED) -> torch.Ten
 def permutation_set(grid: int, count: int = 0) -> torch.Tensor:
     """The class set of a grid: (count, grid^2) int64, count 0 meaning the grid's default."""
     if grid < 2:
-        raise ConfigError(f"objective.jigsaw.grid must be at least 2, got {grid}")
+        raise ConfigError(f"objective.grid must be at least 2, got {grid}")
     n = grid * grid
     if grid > 3:
-        raise ConfigError(f"objective.jigsaw.grid {grid} is not supported: its {n}! permutations "
+        raise ConfigError(f"objective.grid {grid} is not supported: its {n}! permutations "
                           "are too many to choose from exhaustively; use 2 or 3")
     count = count or DEFAULT_COUNT[grid]
     if count < 2:
-        raise ConfigError(f"objective.jigsaw.num_permutations must be at least 2, got {count}")
+        raise ConfigError(f"objective.num_permutations must be at least 2, got {count}")
     if grid == 2:
         perms = all_permutations(n)
         if count > len(perms):
@@ -159,19 +161,30 @@ def tile_geometry(image_size: int, grid: int, fraction: float, tile_size: int) -
     if not 0 < tile <= cell:
         raise ConfigError(
             f"jigsaw tiles of {tile} px do not fit the {cell} px cells of a {grid}x{grid} grid on "
-            f"{image_size} px images; set objective.jigsaw.tile_size or data.image_size"
+            f"{image_size} px images; set objective.tile_size or data.image_size"
         )
     return cell, tile
 
 
-@OBJECTIVES.register("jigsaw")
+@dataclass
+class JigsawConfig(ObjectiveConfig):
+    """UnNAS jigsaw puzzles (docs/methods/unnas.md §1.4)."""
+
+    name: str = "jigsaw"
+    grid: int = opt(3, "3x3 tiles (ImageNet, Cityscapes) or 2x2 (CIFAR-size images)", low=2)
+    num_permutations: int = opt(0, "classes; 0 = 1000 for a 3x3 grid, all 24 for 2x2", low=0)
+    tile_fraction: float = opt(0.76, "tile side = floor(fraction * cell side), the rest is a random gap",
+                               above=0.0, high=1.0)
+    tile_size: int = opt(0, "explicit tile side; 0 = from tile_fraction", low=0)
+    gray_prob: float = opt(0.3, "colour images only: chance a puzzle is shown in grayscale", low=0.0, high=1.0)
+
+
+@OBJECTIVES.register("jigsaw", config=JigsawConfig)
 class Jigsaw(Objective):
     name = "jigsaw"
 
     def __init__(self, cfg, info):
-        c = cfg.jigsaw
-        if not 0.0 <= c.gray_prob <= 1.0:
-            raise ConfigError(f"objective.jigsaw.gray_prob must lie in [0, 1], got {c.gray_prob}")
+        c = cfg
         self.grid = c.grid
         self.tiles = self.inputs_per_sample = c.grid * c.grid
         self.perms = permutation_set(c.grid, c.num_permutations)

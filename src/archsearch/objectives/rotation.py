@@ -7,9 +7,12 @@ labels are ignored. Works on any number of channels.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from archsearch.config import ObjectiveConfig
 from archsearch.errors import DataError
 from archsearch.objectives.base import OBJECTIVES, Objective
 from archsearch.objectives.supervised import classifier_head, topk_accuracy
@@ -26,7 +29,12 @@ def rotate_all(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs.flatten(0, 1), labels
 
 
-@OBJECTIVES.register("rotation")
+@dataclass
+class RotationConfig(ObjectiveConfig):
+    name: str = "rotation"
+
+
+@OBJECTIVES.register("rotation", config=RotationConfig)
 class Rotation(Objective):
     name = "rotation"
 

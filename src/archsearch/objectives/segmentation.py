@@ -13,10 +13,14 @@ the mean, as in the Cityscapes benchmark scripts; on Cityscapes val every class 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import List
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.config import ObjectiveConfig, opt
 from archsearch.errors import ConfigError, DataError
 from archsearch.objectives.base import OBJECTIVES, Objective
 
@@ -72,7 +76,20 @@ def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=True)
 
 
-@OBJECTIVES.register("segmentation")
+@dataclass
+class SegmentationConfig(ObjectiveConfig):
+    """The ASPP head (DeepLabv3): 256 channels and rates 6/12/18 to evaluate, 64 and [6] to search."""
+
+    name: str = "segmentation"
+    aspp_channels: int = opt(256, low=1)
+    aspp_rates: List[int] = opt([6, 12, 18], "atrous rates of the ASPP branches")
+
+    def check(self, where: str) -> None:
+        if not self.aspp_rates or any(r < 1 for r in self.aspp_rates):
+            raise ConfigError(f"{where}.aspp_rates must be positive, got {list(self.aspp_rates)}")
+
+
+@OBJECTIVES.register("segmentation", config=SegmentationConfig)
 class Segmentation(Objective):
     """Targets are (N, H, W) label maps of train ids in [0, classes) or 255 (ignored)."""
 
@@ -80,9 +97,7 @@ class Segmentation(Objective):
     main_metric = "miou"
 
     def __init__(self, cfg, info):
-        seg = cfg.segmentation
-        if seg.aspp_channels < 1 or any(r < 1 for r in seg.aspp_rates):
-            raise ConfigError(f"objective.segmentation needs positive ASPP channels and rates, got {seg}")
+        seg = cfg
         self.num_classes = info.num_classes
         self.channels = seg.aspp_channels
         self.rates = tuple(seg.aspp_rates)

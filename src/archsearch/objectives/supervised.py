@@ -1,12 +1,20 @@
 """Supervised classification: the labels are the targets."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archsearch.errors import ConfigError
+from archsearch.config import ObjectiveConfig, opt
 from archsearch.objectives.base import OBJECTIVES, Objective
+
+
+@dataclass
+class SupervisedConfig(ObjectiveConfig):
+    name: str = "supervised"
+    head_dropout: float = opt(0.0, "dropout before the classifier (SGNAS ImageNet: 0.2)", low=0.0, high=0.99)
 
 
 def classifier_head(channels: int, num_classes: int, dropout: float = 0.0) -> nn.Module:
@@ -21,15 +29,13 @@ def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int) -> float:
     return (top == targets.unsqueeze(1)).any(dim=1).float().mean().item()
 
 
-@OBJECTIVES.register("supervised")
+@OBJECTIVES.register("supervised", config=SupervisedConfig)
 class Supervised(Objective):
     name = "supervised"
 
     def __init__(self, cfg, info):
         self.num_classes = info.num_classes
         self.label_smoothing = cfg.label_smoothing
-        if not 0 <= cfg.head_dropout < 1:
-            raise ConfigError(f"objective.head_dropout must be in [0, 1), got {cfg.head_dropout}")
         self.dropout = cfg.head_dropout
 
     def build_head(self, channels: int) -> nn.Module:

@@ -10,18 +10,40 @@ from __future__ import annotations
 import random
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from archsearch.collectives import average_
-from archsearch.errors import DivergenceError
+from archsearch.config import StrategyConfig, opt
+from archsearch.errors import ConfigError, DivergenceError
 from archsearch.registry import Registry
 
 STRATEGIES: Registry["SearchStrategy"] = Registry("strategy")
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class ArchOptimConfig(StrategyConfig):
+    """Options of strategies that train architecture parameters with Adam."""
+
+    arch_lr: float = opt(3e-4, "Adam learning rate of the architecture parameters", low=0.0)
+    arch_betas: List[float] = opt([0.5, 0.999], "Adam betas")
+    arch_weight_decay: float = opt(1e-3, "Adam (L2) weight decay", low=0.0)
+    arch_grad_clip: float = opt(0.0, "gradient-norm clip; 0 = off (PC-DARTS ImageNet clips at 5)", low=0.0)
+
+    def check(self, where: str) -> None:
+        if len(self.arch_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.arch_betas):
+            raise ConfigError(f"{where}.arch_betas must be two numbers in [0, 1), got {list(self.arch_betas)}")
+
+
+@dataclass
+class GradientConfig(ArchOptimConfig):
+    """Strategies that may hold the architecture fixed while the supernet weights warm up."""
+
+    arch_freeze_epochs: float = opt(0.0, "weight-only epochs before the first architecture update", low=0.0)
 
 
 @dataclass
@@ -92,8 +114,12 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
         return self.derive()
 
     # -- shared pieces ------------------------------------------------------------------------
+    def arch_start_epoch(self) -> float:
+        """The (fractional) epoch of the first architecture update."""
+        return 0.0
+
     def arch_active(self, ctx: StepContext) -> bool:
-        return ctx.epoch >= self.cfg.warmup_epochs if ctx.arch_update is None else ctx.arch_update
+        return ctx.epoch >= self.arch_start_epoch() if ctx.arch_update is None else ctx.arch_update
 
     def make_arch_optimizer(self) -> torch.optim.Optimizer:
         c = self.cfg
@@ -101,9 +127,13 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
             self.parameters(), lr=c.arch_lr, betas=tuple(c.arch_betas), weight_decay=c.arch_weight_decay
         )
 
-    def apply_arch_grads(self, grads: list[torch.Tensor], step: int) -> None:
-        """Set the architecture gradients and take one optimizer step."""
-        params = list(self.parameters())
+    def apply_arch_grads(self, grads: list[torch.Tensor], step: int, params: Optional[list] = None) -> None:
+        """Average the architecture gradients over ranks, check, clip and take one optimizer step.
+
+        The one place an architecture update happens, so every strategy stays identical across
+        torchrun ranks; `params` defaults to all of the strategy's parameters.
+        """
+        params = list(self.parameters()) if params is None else params
         grads = average_([g.detach().clone() for g in grads])  # the global batch's gradient on every rank
         for p, g in zip(params, grads):
             check_finite(g, "architecture gradient", step)

@@ -5,12 +5,29 @@ order 2: the unrolled hypergradient through one virtual SGD step (bilevel.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from archsearch.errors import ConfigError
-from archsearch.strategies.base import STRATEGIES, SearchStrategy, StepContext, check_finite, forward_loss, weight_step
+from archsearch.config import opt
+from archsearch.strategies.base import (
+    STRATEGIES,
+    GradientConfig,
+    SearchStrategy,
+    StepContext,
+    check_finite,
+    forward_loss,
+    weight_step,
+)
 from archsearch.strategies.bilevel import unrolled_gradient, virtual_step
+
+
+@dataclass
+class DartsConfig(GradientConfig):
+    name: str = "darts"
+    order: int = opt(1, "1: gradient at the current weights; 2: through one virtual SGD step", low=1, high=2)
+    fd_radius: float = opt(0.01, "2nd order: finite-difference step eps = fd_radius / ||v||", above=0.0)
 
 
 class AlphaStrategy(SearchStrategy):
@@ -18,8 +35,6 @@ class AlphaStrategy(SearchStrategy):
 
     def __init__(self, space, cfg):
         super().__init__(space, cfg)
-        if cfg.order not in (1, 2):
-            raise ConfigError(f"strategy.order must be 1 or 2, got {cfg.order}")
         self.alphas = nn.ParameterDict(
             {k: nn.Parameter(1e-3 * torch.randn(*shape)) for k, shape in space.arch_shapes().items()}
         )
@@ -27,8 +42,11 @@ class AlphaStrategy(SearchStrategy):
     def weights(self):
         return {k: torch.softmax(a, dim=-1) for k, a in self.alphas.items()}
 
+    def arch_start_epoch(self) -> float:
+        return self.cfg.arch_freeze_epochs
 
-@STRATEGIES.register("darts")
+
+@STRATEGIES.register("darts", config=DartsConfig)
 class Darts(AlphaStrategy):
     name = "darts"
 

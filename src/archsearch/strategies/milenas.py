@@ -13,14 +13,23 @@ and alphas leaking into the second-order virtual step.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from archsearch.config import opt
 from archsearch.strategies.base import STRATEGIES, StepContext, check_finite, forward_loss, weight_step
 from archsearch.strategies.bilevel import unrolled_gradient, virtual_step
-from archsearch.strategies.darts import AlphaStrategy
+from archsearch.strategies.darts import AlphaStrategy, DartsConfig
 
 
-@STRATEGIES.register("milenas")
+@dataclass
+class MilenasConfig(DartsConfig):
+    name: str = "milenas"
+    lam: float = opt(1.0, "lambda of the mixed-level objective L_tr + lambda L_val", low=0.0)
+
+
+@STRATEGIES.register("milenas", config=MilenasConfig)
 class MiLeNAS(AlphaStrategy):
     name = "milenas"
 

@@ -6,18 +6,27 @@ output, and the derived genotype ranks edges by softmax(alpha) * softmax_node(be
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from archsearch.config import opt
 from archsearch.strategies.base import STRATEGIES
-from archsearch.strategies.darts import Darts
+from archsearch.strategies.darts import Darts, DartsConfig
+
+
+@dataclass
+class PcdartsConfig(DartsConfig):
+    name: str = "pcdarts"
+    edge_norm: bool = opt(True, "edge-normalisation betas (per node softmax over the incoming edges)")
 
 
 def node_softmax(beta: torch.Tensor, groups: list[slice]) -> torch.Tensor:
     return torch.cat([torch.softmax(beta[g], dim=0) for g in groups])
 
 
-@STRATEGIES.register("pcdarts")
+@STRATEGIES.register("pcdarts", config=PcdartsConfig)
 class PCDarts(Darts):
     name = "pcdarts"
 

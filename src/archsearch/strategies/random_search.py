@@ -6,13 +6,23 @@ architectures are scored with the shared weights on validation batches and the b
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from archsearch.collectives import average_scalar
+from archsearch.config import StrategyConfig, opt
 from archsearch.strategies.base import STRATEGIES, SearchStrategy, StepContext, forward_loss, step_rng, weight_step
 
 
-@STRATEGIES.register("random")
+@dataclass
+class RandomConfig(StrategyConfig):
+    name: str = "random"
+    num_candidates: int = opt(50, "random architectures scored with the shared weights at the end", low=1)
+    candidate_batches: int = opt(4, "validation batches per candidate score", low=1)
+
+
+@STRATEGIES.register("random", config=RandomConfig)
 class RandomSearch(SearchStrategy):
     name = "random"
 

@@ -43,14 +43,17 @@ Randomness is a function of (seed, step), so resumed runs are bit-identical.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archsearch.config import Choice, opt
 from archsearch.errors import ConfigError
 from archsearch.strategies.base import (
     STRATEGIES,
+    GradientConfig,
     SearchStrategy,
     StepContext,
     check_finite,
@@ -60,9 +63,40 @@ from archsearch.strategies.base import (
 from archsearch.strategies.pcdarts import node_softmax
 
 PRIOR_CHANNELS = 3
-MODES = ("bilevel", "joint", "mixed")
-PRIORS = ("fixed", "resample")
-LAST_NORMS = ("map", "edge")
+
+
+class Mode(Choice):
+    bilevel = "bilevel"  # the network on the validation loss (first order), the weights on the train loss
+    joint = "joint"  # one training backward for both
+    mixed = "mixed"  # the network on L_tr + lam L_val
+
+
+class Prior(Choice):
+    fixed = "fixed"  # N(0, I) drawn once, saved with the run
+    resample = "resample"  # drawn every step
+
+
+class LastNorm(Choice):
+    edge = "edge"  # the last BN's statistics per edge row (ours)
+    map = "map"  # over the whole edges x ops map (the literal reading)
+
+
+@dataclass
+class VimnasConfig(GradientConfig):
+    """VIM-NAS options (strategies vimnas-s, vimnas, vimnas-l)."""
+
+    name: str = "vimnas"
+    edge_norm: bool = opt(True, "PC-DARTS edge-normalisation betas, learnt with the network")
+    width: int = opt(14, "hidden channels of the architectural network (supplement Table 1)", low=1)
+    kernel: int = opt(3, "convolution kernel of the architectural network (odd)", low=1)
+    last_relu: bool = opt(True, "Table 1: the last CRB has its ReLU too; false = conv, batch norm")
+    last_norm: LastNorm = opt(LastNorm.edge, "statistics of the last batch norm")
+    prior: Prior = opt(Prior.fixed, "the (3, edges, ops) prior: drawn once or every step")
+    noise: float = opt(1.0, "std of eps in A = mu + noise * eps (0 = no sampling: softmax(mu))", low=0.0)
+    mode: Mode = opt(Mode.bilevel, "how the network and the supernet weights are updated")
+    lam: float = opt(1.0, "mode=mixed: lambda of L_tr + lambda L_val", low=0.0)
+    mc_samples: int = opt(64, "draws behind the expected weights (derivation, history)", low=1)
+    stop_after: int = opt(0, "end the search once the derived genotype is unchanged this many steps", low=0)
 
 
 def table1_channels(variant: str, width: int) -> list[int]:
@@ -102,9 +136,9 @@ class ArchitecturalNetwork(nn.Module):
     def __init__(self, channels: list[int], kernel: int = 3, last_relu: bool = True, last_norm: str = "edge"):
         super().__init__()
         if kernel % 2 == 0:
-            raise ConfigError(f"strategy.vimnas.kernel must be odd to keep the edges x ops map, got {kernel}")
-        if last_norm not in LAST_NORMS:
-            raise ConfigError(f"strategy.vimnas.last_norm must be one of {', '.join(LAST_NORMS)}, got {last_norm!r}")
+            raise ConfigError(f"strategy.kernel must be odd to keep the edges x ops map, got {kernel}")
+        if last_norm not in list(LastNorm):
+            raise ConfigError(f"last_norm must be one of {', '.join(LastNorm)}, got {last_norm!r}")
         n = len(channels) - 1
         self.layers = nn.Sequential(*[
             CRB(channels[i], channels[i + 1], kernel, relu=last_relu or i < n - 1,
@@ -135,13 +169,7 @@ class VimNas(SearchStrategy):
 
     def __init__(self, space, cfg):
         super().__init__(space, cfg)
-        vc = cfg.vimnas
-        if vc.prior not in PRIORS:
-            raise ConfigError(f"strategy.vimnas.prior must be one of {', '.join(PRIORS)}, got {vc.prior!r}")
-        if vc.mode not in MODES:
-            raise ConfigError(f"strategy.vimnas.mode must be one of {', '.join(MODES)}, got {vc.mode!r}")
-        if vc.noise < 0 or vc.mc_samples < 1 or vc.width < 1 or vc.stop_after < 0:
-            raise ConfigError("strategy.vimnas needs noise >= 0, mc_samples >= 1, width >= 1, stop_after >= 0")
+        vc = cfg
         shapes = space.arch_shapes()
         if any(len(s) != 2 for s in shapes.values()):
             raise ConfigError(f"{self.name} needs (edges, ops) architecture weights, space {space.name} has {shapes}")
@@ -176,7 +204,7 @@ class VimNas(SearchStrategy):
 
     def step_priors(self, seed: int, step: int) -> dict[str, torch.Tensor] | None:
         """The priors of one step: the kept ones, or fresh draws that depend on (seed, step)."""
-        if self.cfg.vimnas.prior == "fixed":
+        if self.cfg.prior == "fixed":
             return None
         gen = _generator(seed * 1_000_003 + step * 7 + 5)
         return {k: _randn(self.prior(k).shape, gen, self.prior(k)) for k in self.kinds}
@@ -185,7 +213,7 @@ class VimNas(SearchStrategy):
         """softmax(mu + noise * eps): differentiable w.r.t. the network (reparameterisation)."""
         mu = self.mean_logits(priors)
         gen = _generator(seed * 1_000_003 + step * 7 + salt)
-        sigma = self.cfg.vimnas.noise
+        sigma = self.cfg.noise
         out = {k: torch.softmax(m + sigma * _randn(m.shape, gen, m), dim=-1) for k, m in mu.items()}
         out.update(self.edge_weights())
         return out
@@ -197,7 +225,7 @@ class VimNas(SearchStrategy):
     @torch.no_grad()
     def expected_weights(self):
         """E[softmax(mu + noise * eps)] by Monte Carlo with fixed draws (common random numbers)."""
-        vc = self.cfg.vimnas
+        vc = self.cfg
         gen = _generator(12345)
         if vc.prior == "fixed":
             mus = [self.mean_logits()]
@@ -253,7 +281,7 @@ class VimNas(SearchStrategy):
         return metrics
 
     def step(self, ctx: StepContext, train):
-        mode = self.cfg.vimnas.mode
+        mode = self.cfg.mode
         priors = self.step_priors(ctx.seed, ctx.step)
         if not self.arch_active(ctx):
             return weight_step(ctx, train, self.sample(ctx.seed, ctx.step, 1, priors))
@@ -287,22 +315,25 @@ class VimNas(SearchStrategy):
         return 0 if self.stable_since < 0 else int(self.last_step - self.stable_since)
 
     def should_stop(self) -> bool:
-        n = self.cfg.vimnas.stop_after
+        n = self.cfg.stop_after
         return n > 0 and self.stable_steps() >= n
 
     def report(self) -> dict:
         return {"genotype_stable_since_step": int(self.stable_since),
                 "genotype_stable_steps": self.stable_steps()}
 
+    def arch_start_epoch(self) -> float:
+        return self.cfg.arch_freeze_epochs
 
-@STRATEGIES.register("vimnas-s")
+
+@STRATEGIES.register("vimnas-s", config=VimnasConfig)
 class VimNasSmall(VimNas):
     name = "vimnas-s"
 
 
-STRATEGIES.register("vimnas")(VimNas)
+STRATEGIES.register("vimnas", config=VimnasConfig)(VimNas)
 
 
-@STRATEGIES.register("vimnas-l")
+@STRATEGIES.register("vimnas-l", config=VimnasConfig)
 class VimNasLarge(VimNas):
     name = "vimnas-l"

@@ -24,10 +24,9 @@ import logging
 import random
 from pathlib import Path
 
-from omegaconf import OmegaConf
 from scipy import stats
 
-from archsearch.config import CorrelateConfig, TrainConfig, to_yaml
+from archsearch.config import CorrelateConfig, ObjectiveConfig, TrainConfig, load_config, retarget, to_dict, to_yaml
 from archsearch.engine.rundir import check_same_config
 from archsearch.engine.train import run_train
 from archsearch.errors import ConfigError, DataError, GenotypeError
@@ -86,14 +85,13 @@ def read_table(cfg: CorrelateConfig) -> list[tuple[Genotype, float]]:
 
 
 def run_config(cfg: CorrelateConfig, arch_file: Path, objective: str, seed: int) -> TrainConfig:
-    base = OmegaConf.structured(cfg.train)
-    extra = [f"model.genotype={arch_file}", f"objective.name={objective}", f"seed={seed}",
-             *cfg.objective_overrides.get(objective, [])]
+    base = to_dict(cfg.train)
+    base["objective"] = retarget(base["objective"], ObjectiveConfig, objective)
+    extra = [f"model.genotype={arch_file}", f"seed={seed}", *cfg.objective_overrides.get(objective, [])]
     try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(extra))
-        return OmegaConf.to_object(merged)
-    except Exception as e:  # noqa: BLE001 - OmegaConf raises several types for bad overrides
-        raise ConfigError(f"objective_overrides.{objective}: {' '.join(str(e).split())}") from None
+        return load_config(None, extra, schema=TrainConfig, base=base)
+    except ConfigError as e:
+        raise ConfigError(f"objective_overrides.{objective}: {e}") from None
 
 
 def correlations(scores: dict[str, dict[str, float]]) -> list[dict]:

@@ -3,17 +3,49 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from archsearch.config import Choice, SpaceConfig, opt
 from archsearch.errors import ConfigError
 from archsearch.spaces.base import SPACES, SearchSpace
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.genotype import Genotype, derive_cell, edge_sources, node_offsets, sample_cell
 from archsearch.spaces.darts.ops import DARTS_OPS
-from archsearch.spaces.darts.supernet import DartsSupernet
+from archsearch.spaces.darts.supernet import DartsSupernet, check_cells
+
+
+class Stem(Choice):
+    auto = "auto"  # the ImageNet stem for inputs of 128 px and more
+    cifar = "cifar"
+    imagenet = "imagenet"
+
+
+class Impl(Choice):
+    fast = "fast"
+    reference = "reference"  # every op evaluated and summed, as in the papers
+
+
+@dataclass
+class DartsSpaceConfig(SpaceConfig):
+    """The DARTS cell space (`darts`) and the RobustDARTS spaces `darts-s1` .. `darts-s4`."""
+
+    name: str = "darts"
+    init_channels: int = opt(16, "channels of the first cells (C)", low=2)
+    layers: int = opt(8, "cells; the reductions sit at 1/3 and 2/3 of the depth", low=1)
+    nodes: int = opt(4, "intermediate nodes per cell", low=1)
+    stem_multiplier: int = opt(3, "the CIFAR stem has stem_multiplier * C channels", low=1)
+    stem: Stem = opt(Stem.auto, "the stem before the first cell")
+    partial_channels: int = opt(1, "PC-DARTS K: C/K channels go through the ops; 1 = all", low=1)
+    impl: Impl = opt(Impl.fast, "the supernet's computation; both give the same function")
+    reductions: int = opt(2, "1: only the reduction cell at 1/3 depth (UnNAS segmentation supernet)", low=1, high=2)
+
+    def check(self, where: str) -> None:
+        check_cells(self.layers, self.reductions, where)
+
 
 PARAMETRIC = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "sep_conv_7x7", "conv_7x1_1x7")
 
@@ -49,14 +81,12 @@ class DartsSpace(SearchSpace):
     # -- supernet -----------------------------------------------------------------------------
     def build_supernet(self, in_channels: int, image_size: int, head: Callable[[int], nn.Module]) -> nn.Module:
         stem = self.cfg.stem
-        if stem not in ("auto", "cifar", "imagenet"):
-            raise ConfigError(f"space.stem must be auto, cifar or imagenet, got {stem!r}")
         imagenet = stem == "imagenet" or (stem == "auto" and image_size >= 128)
         return DartsSupernet(
             self.op_names, in_channels, head,
             init_channels=self.cfg.init_channels, layers=self.cfg.layers, nodes=self.nodes,
             stem_multiplier=self.cfg.stem_multiplier, imagenet_stem=imagenet,
-            partial=self.cfg.partial_channels, impl=self.cfg.impl, reductions=self.cfg.reductions,
+            partial=self.cfg.partial_channels, impl=str(self.cfg.impl), reductions=self.cfg.reductions,
         )
 
     # -- discrete architectures ---------------------------------------------------------------
@@ -147,10 +177,10 @@ def _fixed(name, normal, reduce):
             raise ConfigError(f"space {name} is defined for 4 nodes, got nodes={cfg.nodes}")
         return DartsSpace(name, cfg, normal, reduce)
 
-    SPACES.register(name)(make)
+    SPACES.register(name, config=DartsSpaceConfig)(make)
 
 
-SPACES.register("darts")(
+SPACES.register("darts", config=DartsSpaceConfig)(
     lambda cfg: DartsSpace("darts", cfg, _uniform(DARTS_OPS, cfg.nodes), _uniform(DARTS_OPS, cfg.nodes))
 )
 _fixed("darts-s1", S1_NORMAL, S1_REDUCE)

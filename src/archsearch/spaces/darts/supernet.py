@@ -168,6 +168,13 @@ class ImageNetStem(nn.Module):
         return s0, self.stem1(s0)
 
 
+def check_cells(layers: int, reductions: int, where: str) -> None:
+    """A network needs a normal cell besides its reduction cells (the genotype's normal cell)."""
+    if len(reduction_layers(layers, reductions)) >= layers:
+        raise ConfigError(f"{where}.layers={layers} leaves no normal cell beside {reductions} reduction cell(s); "
+                          f"use at least {reductions + 1} cells")
+
+
 def reduction_layers(layers: int, reductions: int = 2) -> tuple[int, ...]:
     """Cells that halve the resolution: at 1/3 and 2/3 of the depth, or with one reduction only
     the first (UnNAS segmentation: the second becomes a normal cell, output stride 16)."""

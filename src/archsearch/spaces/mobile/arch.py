@@ -7,7 +7,8 @@ Forced sampling keeps one arrangement per multiset: kernels ascending, skips las
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 from archsearch.errors import GenotypeError
 
@@ -17,6 +18,9 @@ SKIP = 0
 @dataclass(frozen=True)
 class MobileArch:
     layers: tuple[tuple[int, ...], ...]
+    # the macro-layout it was searched in (MobileLayoutConfig fields), recorded so that a retraining
+    # builds the same network without restating it; not part of the architecture's identity
+    layout: Optional[dict] = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def expansions(self) -> list[int]:
@@ -39,11 +43,12 @@ class MobileArch:
         return " ".join(f"{e}:[{','.join(map(str, k))}]" for e, k in zip(self.expansions, self.kernels))
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "layers": [[op if op != SKIP else "skip" for op in layer] for layer in self.layers],
             "expansions": self.expansions,
             "kernels": self.kernels,
         }
+        return d if self.layout is None else {**d, "layout": dict(self.layout)}
 
     @classmethod
     def from_dict(cls, d: dict) -> MobileArch:
@@ -51,7 +56,10 @@ class MobileArch:
             layers = tuple(tuple(SKIP if op == "skip" else int(op) for op in layer) for layer in d["layers"])
         except (KeyError, TypeError, ValueError) as e:
             raise GenotypeError(f"not a mobile-unified architecture: {type(e).__name__}: {e}") from None
-        return cls(layers)
+        layout = d.get("layout")
+        if layout is not None and not isinstance(layout, dict):
+            raise GenotypeError("not a mobile-unified architecture: `layout` must be an object")
+        return cls(layers, layout)
 
 
 def check_arch(arch: MobileArch, layout, min_expansion: int) -> None:

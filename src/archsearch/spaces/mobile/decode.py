@@ -61,5 +61,5 @@ def resolve_decoding(name: str, forced_sampling: bool) -> Decoding:
     if name == "auto":
         name = "forced" if forced_sampling else "released"
     if name not in DECODINGS:
-        raise ConfigError(f"space.mobile.decoding must be auto or one of {DECODINGS.names()}, got {name!r}")
+        raise ConfigError(f"space.decoding must be auto or one of {DECODINGS.names()}, got {name!r}")
     return DECODINGS.create(name)

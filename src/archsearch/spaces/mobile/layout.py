@@ -7,8 +7,10 @@ millions, as the SGNAS code counts them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import List
 
+from archsearch.config import Choice, opt
 from archsearch.errors import ConfigError
 
 # Table 6 (ImageNet) and the CIFAR variant (stem and first unified block at stride 1).
@@ -96,21 +98,52 @@ class Layout:
         return s.h_out ** 2 * self.sub_blocks * s.c_in * s.c_out
 
 
+class LayoutName(Choice):
+    imagenet = "imagenet"  # supplement Table 6
+    cifar = "cifar"  # its CIFAR variant: stem and first stage at stride 1
+
+
+@dataclass
+class MobileLayoutConfig:
+    """The unified MobileNet macro-architecture; fields left at 0 / empty come from `layout`.
+
+    Shared by the search space (`space`) and the stand-alone network (`model`, name mobile)."""
+
+    layout: LayoutName = opt(LayoutName.imagenet, "the base layout the other fields override")
+    stem_channels: int = opt(0, "0 = from layout", low=0)
+    stem_stride: int = opt(0, "0 = from layout", low=0)
+    first_channels: int = opt(0, "the fixed MBConv k3 e1 after the stem; 0 = from layout", low=0)
+    head_channels: int = opt(0, "the 1x1 conv before pooling; 0 = from layout", low=0)
+    widths: List[int] = opt([], "output channels per stage (empty = from layout)")
+    depths: List[int] = opt([], "unified blocks per stage (empty = from layout)")
+    strides: List[int] = opt([], "stride of each stage's first block (empty = from layout)")
+    sub_blocks: int = opt(6, "S = the largest expansion rate", low=1)
+    kernels: List[int] = opt([3, 5, 7], "depthwise kernel candidates (distinct, odd, increasing)")
+    min_expansion: int = opt(2, "fewest active sub-blocks per layer (>= 1: no layer is skipped whole)", low=1)
+
+
+def layout_record(cfg) -> dict:
+    """The MobileLayoutConfig fields of a config, as plain JSON values."""
+    out = {}
+    for f in fields(MobileLayoutConfig):
+        v = getattr(cfg, f.name)
+        out[f.name] = str(v) if isinstance(v, Choice) else (list(v) if isinstance(v, (list, tuple)) else v)
+    return out
+
+
 def build_layout(cfg, in_channels: int, image_size: int) -> Layout:
     """The layout named by cfg.layout, with any field the config sets overriding it."""
-    if cfg.layout not in LAYOUTS:
-        raise ConfigError(f"space.mobile.layout must be one of {sorted(LAYOUTS)}, got {cfg.layout!r}")
-    base = LAYOUTS[cfg.layout]
+    base = LAYOUTS[str(cfg.layout)]
     pick = {k: (getattr(cfg, k) or v) for k, v in base.items()}
     widths, depths, strides = pick["widths"], pick["depths"], pick["strides"]
     if not len(widths) == len(depths) == len(strides):
-        raise ConfigError("space.mobile widths, depths and strides need one entry per stage")
+        raise ConfigError("widths, depths and strides need one entry per stage")
     if cfg.sub_blocks < 1 or not 1 <= cfg.min_expansion <= cfg.sub_blocks:
-        raise ConfigError(f"space.mobile needs 1 <= min_expansion <= sub_blocks, got "
+        raise ConfigError(f"the mobile layout needs 1 <= min_expansion <= sub_blocks, got "
                           f"{cfg.min_expansion} and {cfg.sub_blocks}")
     if not cfg.kernels or any(k < 1 or k % 2 == 0 for k in cfg.kernels) or list(cfg.kernels) != sorted(
             set(cfg.kernels)):
-        raise ConfigError(f"space.mobile.kernels must be distinct odd sizes in increasing order, got {cfg.kernels}")
+        raise ConfigError(f"kernels must be distinct odd sizes in increasing order, got {cfg.kernels}")
     layers = []
     c, h = pick["first_channels"], out_size(image_size, pick["stem_stride"])
     for width, depth, stride in zip(widths, depths, strides):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from archsearch.config import Choice, SpaceConfig, opt
 from archsearch.errors import ConfigError, GenotypeError
 from archsearch.spaces.base import SPACES, SearchSpace
 from archsearch.spaces.mobile.arch import (
@@ -24,19 +26,35 @@ from archsearch.spaces.mobile.arch import (
 from archsearch.spaces.mobile.cost import FlopsTable, network_cost
 from archsearch.spaces.mobile.decode import resolve_decoding
 from archsearch.spaces.mobile.fair import fair_paths
-from archsearch.spaces.mobile.layout import Layout, build_layout
+from archsearch.spaces.mobile.layout import Layout, MobileLayoutConfig, build_layout, layout_record
 from archsearch.spaces.mobile.supernet import UnifiedSupernet
 
 
-@SPACES.register("mobile-unified")
+class Decoding(Choice):
+    auto = "auto"  # forced when forced_sampling, else released
+    forced = "forced"  # the forced-sampling canonical form (kernels sorted, skips last)
+    released = "released"  # eric8607242/SGNAS: sub-block order kept, only sub-block 0 never skips
+
+
+@dataclass
+class MobileSpaceConfig(SpaceConfig, MobileLayoutConfig):
+    """The SGNAS unified MobileNet space (docs/methods/sgnas.md §2)."""
+
+    name: str = "mobile-unified"
+    forced_sampling: bool = opt(True, "one canonical arrangement per multiset (kernels sorted, skips last)")
+    decoding: Decoding = opt(Decoding.auto, "generator argmax -> architecture")
+    prune_threshold: float = opt(0.01, "soft weights at or below it are neither computed nor counted", low=0.0)
+
+
+@SPACES.register("mobile-unified", config=MobileSpaceConfig)
 class MobileUnifiedSpace(SearchSpace):
     name = "mobile-unified"
 
     def __init__(self, cfg):
-        self.cfg = cfg.mobile
+        self.cfg = cfg
         self.layout: Layout | None = None
         build_layout(self.cfg, 3, 224)  # refuse a bad config before anything runs
-        self.decoding = resolve_decoding(self.cfg.decoding, self.cfg.forced_sampling)
+        self.decoding = resolve_decoding(str(self.cfg.decoding), self.cfg.forced_sampling)
 
     # -- layout -------------------------------------------------------------------------------
     def bind(self, in_channels: int, image_size: int) -> Layout:
@@ -99,7 +117,9 @@ class MobileUnifiedSpace(SearchSpace):
         return {"arch": w}
 
     def arch_to_dict(self, arch: MobileArch) -> dict:
-        return {"space": self.name, **arch.to_dict(), "blocks": block_strings(arch, self._bound())}
+        """The architecture with the layout it was searched in, so that retraining inherits it."""
+        recorded = MobileArch(arch.layers, layout_record(self.cfg))
+        return {"space": self.name, **recorded.to_dict(), "blocks": block_strings(arch, self._bound())}
 
     def arch_from_dict(self, d: dict) -> MobileArch:
         if d.get("space", self.name) != self.name:

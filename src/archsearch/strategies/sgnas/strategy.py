@@ -1,7 +1,6 @@
 """SGNAS (Huang & Chu, 2021): fair supernet training, then an architecture generator.
 
-Two phases in one run, split by `strategy.warmup_epochs` (the code's name for the supernet
-epochs):
+Two phases in one run, split by `strategy.supernet_epochs` (the code's `warmup_epochs`):
 
 (a) supernet: each step runs strictly fair single paths on one batch (spaces/mobile/fair.py),
     sums their gradients and makes one weight update.
@@ -22,18 +21,20 @@ from __future__ import annotations
 import copy
 import math
 import random
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from archsearch.collectives import average_
+from archsearch.config import opt
 from archsearch.errors import ConfigError
 from archsearch.spaces.mobile.arch import MobileArch, sample_arch
 from archsearch.spaces.mobile.space import MobileUnifiedSpace
 from archsearch.spaces.mobile.supernet import init_weights
 from archsearch.strategies.base import (
     STRATEGIES,
+    ArchOptimConfig,
     SearchStrategy,
     StepContext,
     check_finite,
@@ -44,6 +45,41 @@ from archsearch.strategies.base import (
 from archsearch.strategies.sgnas.generator import ArchitectureGenerator
 
 PRIOR_TRIES = 200_000
+
+
+@dataclass
+class SgnasConfig(ArchOptimConfig):
+    """SGNAS (docs/methods/sgnas.md §3-5): the supernet phase, then the generator (arch_* options)."""
+
+    name: str = "sgnas"
+    supernet_epochs: float = opt(0.0, "epochs of strictly fair supernet training before the generator phase",
+                                 low=0.0)
+    fair_passes: int = opt(0, "paths per supernet step; 0 = one per expansion rate (strict); the code: 4", low=0)
+    sum_passes: bool = opt(True, "gradients of the passes summed (the code) rather than averaged")
+    low_flops: float = opt(270.0, "target range in MFLOPs (conv mult-adds of the no-SE network)", above=0.0)
+    high_flops: float = opt(450.0, above=0.0)
+    target_step: float = opt(5.0, "training targets: low, low+step, ... < high, shuffled per cycle", above=0.0)
+    target_jitter: float = opt(0.5, "plus uniform jitter in [-jitter, jitter)", low=0.0)
+    hc_targets: int = opt(1, "targets whose FLOPs loss is averaged per step (1 = the code; extras skip the CE)",
+                          low=1)
+    eval_step: float = opt(10.0, "evaluation targets low, low+step, ... < high; the best generator is kept",
+                           above=0.0)
+    hc_weight: float = opt(3e-4, "lambda of lambda * (F - T)^2", low=0.0)
+    hc_dead_zone: float = opt(0.1, "no penalty within +-dead zone (the code); 0 = plain squared error", low=0.0)
+    hc_over_factor: float = opt(1.2, "extra factor when F > T (the code); 1 = symmetric", above=0.0)
+    tau: float = opt(5.0, "Gumbel-softmax temperature of the first generator epoch", above=0.0)
+    tau_decay: float = opt(0.95, "per generator epoch", above=0.0)
+    tau_every: float = opt(1.0, "length of a generator epoch in engine epochs", above=0.0)
+    hc_dim: int = opt(10, "channels of the broadcast target map", low=1)
+    hidden: int = opt(32, "generator width", low=1)
+    pool_size: int = opt(1, "priors in the prior pool", low=1)
+    prior_tolerance: float = opt(1.0, "MFLOPs: a prior lies this close to its key", above=0.0)
+    prior_seed: int = 0
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if not self.low_flops < self.high_flops:
+            raise ConfigError(f"{where}.low_flops must be below high_flops ({self.low_flops} >= {self.high_flops})")
 
 
 def hc_loss(flops: torch.Tensor, target: float, weight: float, dead_zone: float, over: float) -> torch.Tensor:
@@ -58,7 +94,7 @@ def target_pool(low: float, high: float, step: float) -> list[float]:
     return [low + i * step for i in range(n)]
 
 
-@STRATEGIES.register("sgnas")
+@STRATEGIES.register("sgnas", config=SgnasConfig)
 class Sgnas(SearchStrategy):
     name = "sgnas"
 
@@ -66,11 +102,7 @@ class Sgnas(SearchStrategy):
         super().__init__(space, cfg)
         if not isinstance(space, MobileUnifiedSpace):
             raise ConfigError(f"strategy sgnas needs the mobile-unified space, got {space.name}")
-        c = cfg.sgnas
-        if not c.low_flops < c.high_flops or c.target_step <= 0 or c.tau <= 0 or c.tau_every <= 0:
-            raise ConfigError("strategy.sgnas needs low_flops < high_flops and positive target_step, tau, tau_every")
-        if c.pool_size < 1 or c.hc_targets < 1 or c.eval_step <= 0:
-            raise ConfigError("strategy.sgnas needs pool_size >= 1, hc_targets >= 1 and a positive eval_step")
+        c = cfg
         self.c = c
         self.generator = ArchitectureGenerator(c.hc_dim, c.hidden)
         init_weights(self.generator)
@@ -105,7 +137,7 @@ class Sgnas(SearchStrategy):
                     break
             else:
                 raise ConfigError(f"no random architecture within {c.prior_tolerance} MFLOPs of the prior key "
-                                  f"{key:.3f}; raise strategy.sgnas.prior_tolerance or move the target range")
+                                  f"{key:.3f}; raise strategy.prior_tolerance or move the target range")
             priors.append(sp.one_hot(arch)["arch"])
         return torch.tensor(keys, dtype=torch.float64), torch.stack(priors)
 
@@ -157,12 +189,16 @@ class Sgnas(SearchStrategy):
         return {k: v.to(self.prior_keys.device) for k, v in self.space.one_hot(arch).items()}
 
     # -- schedule -----------------------------------------------------------------------------
+    def arch_start_epoch(self) -> float:
+        """The generator phase starts when the supernet phase ends."""
+        return self.cfg.supernet_epochs
+
     def weight_epochs(self, total: int) -> int:
         """The weight learning rate follows its cosine over the supernet phase only."""
-        return max(1, math.ceil(self.cfg.warmup_epochs))
+        return max(1, math.ceil(self.cfg.supernet_epochs))
 
     def tau(self, ctx: StepContext) -> float:
-        epoch = math.floor(max(0.0, ctx.epoch - self.cfg.warmup_epochs) / self.c.tau_every + 1e-9)
+        epoch = math.floor(max(0.0, ctx.epoch - self.cfg.supernet_epochs) / self.c.tau_every + 1e-9)
         return self.c.tau * self.c.tau_decay ** epoch
 
     def target(self, ctx: StepContext) -> float:
@@ -217,13 +253,7 @@ class Sgnas(SearchStrategy):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = list(self.generator.parameters())
-        average_([g.grad for g in params])  # under torchrun: the global batch's gradient
-        for g in params:
-            check_finite(g.grad, "generator gradient", ctx.step)
-        if self.cfg.arch_grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.arch_grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.apply_arch_grads([p.grad for p in params], ctx.step, params)
         ev = self.evaluate()
         if ev["eval_hc"] < self.best_hc.item():
             self.best_generator.load_state_dict(self.generator.state_dict())

@@ -17,13 +17,14 @@ pytestmark = pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun n
 
 GEN = ["data.name=generated", "data.generated.image_size=8", "data.generated.channels=1",
        "data.generated.num_classes=4", "data.generated.num_samples=64", "data.batch_size=8",
-       "space.init_channels=4", "space.layers=3", "val_batches=2", "log_every=1", "history_every=2",
+       "val_batches=2", "log_every=1", "history_every=2",
        "steps_per_epoch=3", "optim.epochs=1", "device=cpu",
        # In float32 these tiny supernets amplify rounding: a reduction summed in another order
        # flips a ReLU kink and one process on 1 vs 2 threads already drifts by 1e-4..1e-1 within
        # three steps. In float64 the two runs below agree to ~1e-11, so a tight tolerance tests
        # the distributed arithmetic, not the rounding.
        "precision=float64"]
+SMALL_DARTS = ["space.init_channels=4", "space.layers=3"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -44,7 +45,8 @@ def _torchrun(args, out, nproc=2, **kw):
     ("sgnas_fashionmnist", ["strategy.supernet_epochs=1", "optim.epochs=2", "val_batches=1"]),  # both phases
 ])
 def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, preset, extra):
-    args = [preset, *GEN, *extra]
+    small = [] if preset.startswith("sgnas") else SMALL_DARTS  # the SGNAS preset's space is small already
+    args = [preset, *GEN, *small, *extra]
     p = _torchrun(args, tmp_path / "ddp")
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
@@ -76,7 +78,7 @@ def test_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path, preset, 
 
 
 def test_rank_local_batch_norm_keeps_ranks_identical(tmp_path):
-    p = _torchrun(["darts_fashionmnist", *GEN, "sync_bn=false"], tmp_path / "ddp")
+    p = _torchrun(["darts_fashionmnist", *GEN, *SMALL_DARTS, "sync_bn=false"], tmp_path / "ddp")
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
@@ -86,7 +88,7 @@ def test_rank_local_batch_norm_keeps_ranks_identical(tmp_path):
 
 def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_another_rank_count(tmp_path):
     out = tmp_path / "run"
-    args = ["darts_fashionmnist", *GEN, "steps_per_epoch=40", "checkpoint_every=1"]
+    args = ["darts_fashionmnist", *GEN, *SMALL_DARTS, "steps_per_epoch=40", "checkpoint_every=1"]
     p = _torchrun(args, out)
     ckpt = out / "checkpoint.pt"
     wait_for_checkpoint(ckpt, "step", 3, timeout=300)

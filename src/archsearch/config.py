@@ -202,6 +202,11 @@ class SearchConfig:
     objective: ObjectiveConfig = _default(ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    def check(self, where: str) -> None:
+        from archsearch.strategies.base import check_pair
+
+        check_pair(self.strategy.name, self.space.name)
+
 
 class Schedule(Choice):
     cosine = "cosine"

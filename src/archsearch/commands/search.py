@@ -31,9 +31,5 @@ def run(args) -> int:
     print(f"genotype: {out / 'genotype.json'}")
     for kind, d in summary["describe"].items():
         print(f"  {kind}: {d['ops']}")
-    if "mult_adds_M" in cost:
-        print(f"  evaluation network ({cost['layers']} cells, C={cost['init_channels']}): "
-              f"{cost['params_M']:.3f}M params, {cost['mult_adds_M']:.0f}M mult-adds")
-    else:
-        print(f"  stand-alone network: {cost['params_M']:.3f}M params, {cost['flops_M']:.3f} MFLOPs (conv)")
+    print(f"  {cost['network']}: {cost['params_M']:.3f}M params, {cost['mult_adds_M']:.4g}M mult-adds")
     return 0

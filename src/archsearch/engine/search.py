@@ -276,9 +276,10 @@ def _end_epoch(s: Search, run_dir: Path, metrics_log: JsonlLog, writer, step: in
         rec["genotype"] = s.space.arch_to_dict(arch)
         rec["arch"] = s.space.describe(arch)
         atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
-        for kind, d in rec["arch"].items():
-            if "skip_connect" in d:
-                writer.add_scalar(f"arch/{kind}_skip_connect", d["skip_connect"], step)
+        for kind, d in rec["arch"].items():  # the space's numeric facts, e.g. skip-connect counts
+            for k, v in d.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    writer.add_scalar(f"arch/{kind}_{k}", v, step)
     for k, v in rec.items():
         if k.startswith("val_"):
             writer.add_scalar(f"search/{k}", v, step)

@@ -50,11 +50,18 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def cost(self, arch: Any, info) -> dict:
-        """Params and mult-adds of the architecture's evaluation network for a dataset."""
+        """Params and mult-adds of the architecture's evaluation network for a dataset: a
+        `cost_record`, the same keys for every space."""
 
     @abstractmethod
     def describe(self, arch: Any) -> dict:
         """Human-facing summary of an architecture (e.g. op counts)."""
+
+
+def cost_record(network: str, params: int, mult_adds: int, **extras) -> dict:
+    """The one cost record: which network was priced, its parameters and mult-adds (conv and linear,
+    one image), and space-specific numbers under `extras`."""
+    return {"network": network, "params_M": params / 1e6, "mult_adds_M": mult_adds / 1e6, "extras": extras}
 
 
 def create_space(cfg) -> SearchSpace:

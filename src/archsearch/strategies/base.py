@@ -67,8 +67,12 @@ def check_finite(loss: torch.Tensor, what: str, step: int) -> None:
         )
 
 
+DARTS_SPACES = ("darts", "darts-s1", "darts-s2", "darts-s3", "darts-s4")
+
+
 class SearchStrategy(nn.Module, metaclass=ABCMeta):
     name: str = "?"
+    spaces: Optional[tuple[str, ...]] = None  # the search spaces it works on; None: any
 
     def __init__(self, space, cfg):
         super().__init__()
@@ -187,7 +191,15 @@ def step_rng(ctx: StepContext, salt: int = 0) -> random.Random:
     return random.Random(ctx.seed * 1_000_003 + ctx.step * 7 + salt)
 
 
+def check_pair(strategy: str, space: str) -> None:
+    """Refuse a strategy on a space it does not declare (one line, before anything is built)."""
+    spaces = getattr(STRATEGIES.get(strategy), "spaces", None)
+    if spaces is not None and space not in spaces:
+        raise ConfigError(f"strategy {strategy!r} does not search space {space!r}; it searches {', '.join(spaces)}")
+
+
 def create_strategy(cfg, space) -> SearchStrategy:
+    check_pair(cfg.name, space.name)
     return STRATEGIES.create(cfg.name, space, cfg)
 
 

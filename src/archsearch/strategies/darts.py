@@ -12,6 +12,7 @@ from torch import nn
 
 from archsearch.config import opt
 from archsearch.strategies.base import (
+    DARTS_SPACES,
     STRATEGIES,
     GradientConfig,
     SearchStrategy,
@@ -32,6 +33,8 @@ class DartsConfig(GradientConfig):
 
 class AlphaStrategy(SearchStrategy):
     """Raw architecture logits, one (edges, ops) matrix per cell type, 1e-3 * N(0, 1) init."""
+
+    spaces = DARTS_SPACES
 
     def __init__(self, space, cfg):
         super().__init__(space, cfg)

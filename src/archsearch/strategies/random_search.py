@@ -40,7 +40,8 @@ class RandomSearch(SearchStrategy):
 
     @torch.no_grad()
     def score(self, ctx: StepContext, arch, batches) -> float:
-        """Mean objective metric (top-1 for supervised) of `arch` with the shared weights.
+        """Mean of the objective's main metric (top-1 for supervised) of `arch` with the shared weights
+        (minus the loss for an objective whose main metric is set-level, e.g. mIoU).
 
         BN uses batch statistics: the running averages mix every path trained.
         """
@@ -50,7 +51,7 @@ class RandomSearch(SearchStrategy):
             weights = self._weights_of(arch, batch[0].device)
             loss, out, targets = forward_loss(ctx, batch, weights)
             m = ctx.objective.metrics(out, targets)
-            total += m.get("top1", -loss.item())
+            total += m.get(ctx.objective.main_metric, -loss.item())
         return average_scalar(total / len(batches))  # every rank ranks the candidates alike
 
     def finalize(self, ctx: StepContext):

@@ -52,6 +52,7 @@ from torch import nn
 from archsearch.config import Choice, opt
 from archsearch.errors import ConfigError
 from archsearch.strategies.base import (
+    DARTS_SPACES,
     STRATEGIES,
     GradientConfig,
     SearchStrategy,
@@ -166,6 +167,7 @@ def edge_entropy(w: torch.Tensor) -> torch.Tensor:
 
 class VimNas(SearchStrategy):
     name = "vimnas"
+    spaces = DARTS_SPACES
 
     def __init__(self, space, cfg):
         super().__init__(space, cfg)

@@ -11,7 +11,7 @@ from torch import nn
 
 from archsearch.config import Choice, SpaceConfig, opt
 from archsearch.errors import ConfigError
-from archsearch.spaces.base import SPACES, SearchSpace
+from archsearch.spaces.base import SPACES, SearchSpace, cost_record
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.genotype import Genotype, derive_cell, edge_sources, node_offsets, sample_cell
 from archsearch.spaces.darts.ops import DARTS_OPS
@@ -131,8 +131,8 @@ class DartsSpace(SearchSpace):
         imagenet = info.image_size >= 128
         c, layers = (48, 14) if imagenet else (36, 20)
         cost = network_cost(arch, c, layers, info.num_classes, info.in_channels, info.image_size, imagenet)
-        return {"init_channels": c, "layers": layers,
-                "params_M": cost.params / 1e6, "mult_adds_M": cost.macs / 1e6}
+        return cost_record(f"evaluation network ({layers} cells, C={c})", cost.params, cost.macs,
+                           init_channels=c, layers=layers)
 
     def describe(self, arch: Genotype) -> dict:
         out = {}

@@ -15,7 +15,7 @@ from torch import nn
 
 from archsearch.config import Choice, SpaceConfig, opt
 from archsearch.errors import ConfigError, GenotypeError
-from archsearch.spaces.base import SPACES, SearchSpace
+from archsearch.spaces.base import SPACES, SearchSpace, cost_record
 from archsearch.spaces.mobile.arch import (
     SKIP,
     MobileArch,
@@ -132,10 +132,11 @@ class MobileUnifiedSpace(SearchSpace):
         """Conv FLOPs (what SGNAS reports) and params of the stand-alone network, without and with
         SE (the released models); h-swish changes neither."""
         lay = self._bound()
-        plain = network_cost(lay, arch, info.num_classes, se=False).as_dict()
+        plain = network_cost(lay, arch, info.num_classes, se=False)
         se = network_cost(lay, arch, info.num_classes, se=True).as_dict()
-        return {**plain, "se_params_M": se["params_M"], "se_flops_M": se["flops_M"],
-                "lut_flops_M": self.flops_table().discrete(arch)}
+        return cost_record("stand-alone network", plain.params, plain.conv_macs + plain.fc_macs,
+                           flops_M=plain.as_dict()["flops_M"], se_params_M=se["params_M"], se_flops_M=se["flops_M"],
+                           lut_flops_M=self.flops_table().discrete(arch))
 
     def describe(self, arch: MobileArch) -> dict:
         e = arch.expansions

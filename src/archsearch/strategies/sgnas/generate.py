@@ -70,7 +70,8 @@ def generate(run_dir: Path, targets: list[float], out_dir: Path | None = None, l
     archs = strategy.generate(list(targets), best=not last)
     results = []
     for t, arch in zip(targets, archs):
-        cost = space.cost(arch, info)
+        record = space.cost(arch, info)
+        cost = {"params_M": record["params_M"], **record["extras"]}
         rec = {
             "target_flops_M": t,
             "trained_range_M": [lo, hi],

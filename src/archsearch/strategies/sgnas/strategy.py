@@ -30,7 +30,6 @@ from scipy import stats
 from archsearch.config import opt
 from archsearch.errors import ConfigError
 from archsearch.spaces.mobile.arch import MobileArch, sample_arch
-from archsearch.spaces.mobile.space import MobileUnifiedSpace
 from archsearch.spaces.mobile.supernet import init_weights
 from archsearch.strategies.base import (
     STRATEGIES,
@@ -97,11 +96,10 @@ def target_pool(low: float, high: float, step: float) -> list[float]:
 @STRATEGIES.register("sgnas", config=SgnasConfig)
 class Sgnas(SearchStrategy):
     name = "sgnas"
+    spaces = ("mobile-unified",)
 
     def __init__(self, space, cfg):
         super().__init__(space, cfg)
-        if not isinstance(space, MobileUnifiedSpace):
-            raise ConfigError(f"strategy sgnas needs the mobile-unified space, got {space.name}")
         c = cfg
         self.c = c
         self.generator = ArchitectureGenerator(c.hc_dim, c.hidden)

@@ -73,8 +73,8 @@ def _sizes(rng: random.Random) -> dict:
                 classes=rng.randint(2, 12), size=size, in_ch=rng.choice([1, 3]), reductions=rng.choice([1, 2, 2]))
 
 
-SAMPLED = [("darts", True), ("darts", False), ("darts-s1", False), ("darts-s2", False),
-           ("darts-s3", True), ("darts-s4", False)]
+SAMPLED = [("darts", True), *(pytest.param(*c, marks=pytest.mark.slow) for c in [
+    ("darts", False), ("darts-s1", False), ("darts-s2", False), ("darts-s3", True), ("darts-s4", False)])]
 
 
 @pytest.mark.parametrize("space,unnas", SAMPLED)
@@ -95,6 +95,7 @@ def test_sampled_genotypes_priced_as_built(space, unnas):
         assert repeated_inputs > 0 and none_ops > 0
 
 
+@pytest.mark.slow
 def test_search_summary_and_correlation_window_use_the_built_count():
     g = published_genotypes()["PC_DARTS_image"]
     space = create_space(component(SpaceConfig))

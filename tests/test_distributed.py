@@ -13,7 +13,7 @@ from archsearch.cli import main
 from archsearch.utils.io import load_checkpoint
 
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
-pytestmark = pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun not installed")
+pytestmark = [pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun not installed"), pytest.mark.slow]
 
 GEN = ["data.name=generated", "data.generated.image_size=8", "data.generated.channels=1",
        "data.generated.num_classes=4", "data.generated.num_samples=64", "data.batch_size=8",

@@ -22,6 +22,7 @@ PRESET_NAMES = [n for n in ALL if not n.startswith(("train_", "correlate_"))]
 TRAIN_PRESETS = [n for n in ALL if n.startswith("train_")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PRESET_NAMES)
 def test_preset_runs_two_steps_on_data_of_its_shape(name, tmp_path):
     cfg = load_config(PRESETS / f"{name}.yaml")
@@ -59,6 +60,7 @@ def test_paper_presets_keep_the_papers_numbers():
         assert s.space.name == f"darts-s{k}" and s.strategy.order == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TRAIN_PRESETS)
 def test_training_preset_builds_its_full_size_network_and_trains_a_step(name, tmp_path):
     cfg = load_config(PRESETS / f"{name}.yaml", schema=TrainConfig)

@@ -3,6 +3,7 @@ import json
 import os
 import signal
 
+import pytest
 import torch
 from helpers import cli, one_line_error, wait_for_checkpoint
 
@@ -41,6 +42,7 @@ def test_search_writes_a_self_describing_run_directory(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     common = ["search", "darts_fashionmnist", *GEN, "steps_per_epoch=5", "optim.epochs=3",
               "checkpoint_every=1", "--no-progress"]

@@ -151,6 +151,7 @@ def test_bad_training_input_is_one_line_error(tmp_path, capsys):
 
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     common = ["train", *GEN, "--genotype", "DARTS_V2", "optim.epochs=4", "steps_per_epoch=3", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -180,6 +181,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(
     os.path.join(os.path.dirname(sys.executable), "torchrun")), reason="torchrun not installed")
+@pytest.mark.slow
 def test_two_process_ddp_equals_single_process_on_the_same_global_batch(tmp_path):
     """2 gloo ranks x 4 images vs one process on the same 8-image batches.
 

@@ -312,6 +312,15 @@ def test_search_then_generate_end_to_end(tmp_path):
     assert len(rec["architecture"]["layers"]) == 6 and len(rec["architecture"]["blocks"]) == 6
     assert rec["flops_M"] > 0 and rec["generator"] == "best"
     assert (run / "generated" / "layers_0p025_0p035.png").stat().st_size > 0
+    # retraining inherits the searched layout, from a generated file or from the run directory
+    train = ["data.name=generated", "data.generated.channels=1", "data.generated.image_size=8",
+             "data.generated.num_samples=16", "data.subset=0", "data.batch_size=4", "data.image_size=0",
+             "optim.epochs=1", "steps_per_epoch=1", "eval_batches=1", "--no-progress"]
+    for ref in ("--genotype", str(run / "generated" / "flops_0p025.json")), ("--run", str(run)):
+        out = tmp_path / f"train-{ref[0][2:]}"
+        assert main(["train", "train_sgnas_fashionmnist", *ref, *train, "--out", str(out)]) == 0
+        trained = json.loads((out / "summary.json").read_text())
+        assert trained["architecture"]["layout"]["widths"] == [4, 4, 8, 8, 8, 8]
 
 
 def test_sgnas_presets_keep_the_protocol_numbers():

@@ -39,12 +39,16 @@ class MobileModelConfig(ModelConfig, MobileLayoutConfig):
 @MODELS.register("mobile", config=MobileModelConfig)
 class Mobile(ModelFamily):
     def resolve(self, ref: str) -> MobileArch:
+        """A generated-architecture JSON, or an SGNAS search run directory: its genotype.json, the
+        architecture generated for the middle of the run's FLOPs range (`archsearch generate` for others)."""
         path = Path(ref)
+        if path.is_dir():
+            path = path / "genotype.json"
         try:
             d = json.loads(path.read_text())
         except FileNotFoundError:
-            raise GenotypeError(f"architecture file not found: {ref} (mobile models read the JSON of "
-                                "`archsearch generate`)") from None
+            raise GenotypeError(f"architecture file not found: {path} (mobile models read the JSON of "
+                                "`archsearch generate` or an SGNAS run's genotype.json)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise GenotypeError(f"{ref} is not valid JSON: {e}") from None
         return self.arch_from_dict(d.get("architecture", d) if isinstance(d, dict) else d)

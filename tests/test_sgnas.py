@@ -312,6 +312,8 @@ def test_search_then_generate_end_to_end(tmp_path):
     assert len(rec["architecture"]["layers"]) == 6 and len(rec["architecture"]["blocks"]) == 6
     assert rec["flops_M"] > 0 and rec["generator"] == "best"
     assert (run / "generated" / "layers_0p025_0p035.png").stat().st_size > 0
+    assert main(["plot", str(run), "--formats", "png"]) == 0  # the derived architecture's layer diagram
+    assert (run / "figures" / "cells.png").stat().st_size > 0
     # retraining inherits the searched layout, from a generated file or from the run directory
     train = ["data.name=generated", "data.generated.channels=1", "data.generated.image_size=8",
              "data.generated.num_samples=16", "data.subset=0", "data.batch_size=4", "data.image_size=0",

@@ -302,7 +302,7 @@ def test_static_dataset_info_opens_no_file(no_data):
 
 def test_runs_without_a_recorded_input_fall_back_to_the_registry(no_data):
     from archsearch.config import SearchConfig
-    from archsearch.strategies.sgnas.generate import run_info
+    from archsearch.engine.runinfo import run_info
 
     cfg = SearchConfig()
     cfg.data.name = "imagenet"

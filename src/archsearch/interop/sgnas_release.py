@@ -40,11 +40,11 @@ import torch
 
 from archsearch.config import load_config, to_dict, to_yaml
 from archsearch.data import static_dataset_info
+from archsearch.engine.runinfo import bind_space
 from archsearch.engine.search import CHECKPOINT_FORMAT
 from archsearch.errors import CheckpointError, ConfigError
 from archsearch.spaces.mobile.layout import Layout
 from archsearch.strategies import create_strategy
-from archsearch.strategies.sgnas.generate import bind_space
 from archsearch.strategies.sgnas.generator import ArchitectureGenerator
 from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -56,6 +56,22 @@ class SearchSpace(ABC):
     @abstractmethod
     def describe(self, arch: Any) -> dict:
         """Human-facing summary of an architecture (e.g. op counts)."""
+
+    @abstractmethod
+    def arch_from_dict(self, d: dict) -> Any:
+        """The architecture `arch_to_dict` wrote (genotype.json), checked against the space."""
+
+    @abstractmethod
+    def plot_architecture(self, arch: Any, title: str):
+        """A matplotlib figure of one architecture (the derived cells, the layer diagram)."""
+
+    def bind(self, in_channels: int, image_size: int) -> None:  # noqa: B027 (most spaces need no input)
+        """Fix the network input, for spaces whose layout depends on it; `build_supernet` does it too."""
+
+    def weight_panels(self, kind: str) -> Optional[tuple[list[Sequence[str]], int]]:
+        """(candidate names per edge, nodes) to draw the anytime weights of `kind` as edge panels;
+        None where the weights are not edges x ops."""
+        return None
 
 
 def cost_record(network: str, params: int, mult_adds: int, **extras) -> dict:

@@ -1,17 +1,17 @@
 """`archsearch plot RUN`: every figure of a run directory, written under RUN/figures/."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 
 from archsearch.config import load_config
+from archsearch.engine.runinfo import bind_space, run_info
 from archsearch.errors import ArchsearchError
 from archsearch.spaces import create_space
-from archsearch.spaces.darts.genotype import Genotype
-from archsearch.utils.io import atomic_write_json
-from archsearch.viz.cells import plot_genotype
+from archsearch.utils.io import atomic_write_json, load_checkpoint
 from archsearch.viz.history import cell_kinds, entropy_summary, load_history, trajectories
 from archsearch.viz.weights import plot_anytime_weights, plot_entropy
 
@@ -29,12 +29,24 @@ def _save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
     return paths
 
 
-def _kept_edges(genotype: Genotype, kind: str) -> set[tuple[int, int]]:
-    return {(k // 2, src) for k, (_, src) in enumerate(getattr(genotype, kind))}
+def _kept_edges(arch, kind: str) -> set[tuple[int, int]] | None:
+    """(node, source) of the edges a DARTS genotype keeps, to mark them in the anytime panels."""
+    cell = getattr(arch, kind, None)
+    return {(k // 2, src) for k, (_, src) in enumerate(cell)} if cell is not None else None
+
+
+def _space_of(run_dir: Path, cfg):
+    """The run's space, bound to its input as the search bound it (the checkpoint records the input)."""
+    space = create_space(cfg.space)
+    ckpt = run_dir / "checkpoint.pt"
+    if ckpt.is_file():
+        space = bind_space(cfg, run_info(cfg, load_checkpoint(ckpt)))
+    return space
 
 
 def plot_run(run_dir: Path, formats: Sequence[str] = FORMATS) -> tuple[list[Path], dict]:
-    """Draw the anytime weights, their entropy and the derived cells; returns (files, entropy)."""
+    """Draw the anytime weights and their entropy (spaces with edge x op weights) and the derived
+    architecture; returns (files, entropy)."""
     run_dir = Path(run_dir)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -42,27 +54,32 @@ def plot_run(run_dir: Path, formats: Sequence[str] = FORMATS) -> tuple[list[Path
     if not (run_dir / "config.yaml").is_file():
         raise ArchsearchError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
-    space = create_space(cfg.space)
-    records = load_history(run_dir)
-    genotype = Genotype.load(run_dir / "genotype.json") if (run_dir / "genotype.json").is_file() else None
+    space = _space_of(run_dir, cfg)
+    arch_file = run_dir / "genotype.json"
+    arch = space.arch_from_dict(json.loads(arch_file.read_text())) if arch_file.is_file() else None
+    name = f"{cfg.strategy.name} on {cfg.data.name} ({cfg.space.name})"
+    records = load_history(run_dir) if (run_dir / "arch_history.jsonl").is_file() else []
+    panels = {k: space.weight_panels(k) for k in (cell_kinds(records[0]) if records else [])}
+    panels = {k: v for k, v in panels.items() if v is not None}
+    if not panels and arch is None:
+        raise ArchsearchError(f"{run_dir} has neither an architecture history nor a derived architecture yet")
     out_dir = run_dir / "figures"
     out_dir.mkdir(exist_ok=True)
-    name = f"{cfg.strategy.name} on {cfg.data.name} ({cfg.space.name})"
     files: list[Path] = []
-    series = {}
-    for kind in cell_kinds(records[0]):
+    series, entropy = {}, {}
+    for kind, (op_names, nodes) in panels.items():
         x, w = trajectories(records, kind)
         series[kind] = (x, w)
-        op_names = getattr(space, "op_names", {}).get(kind) or [[f"op {k}" for k in range(w.shape[2])]] * w.shape[1]
-        kept = _kept_edges(genotype, kind) if genotype is not None else None
-        fig = plot_anytime_weights(x, w, op_names, space.nodes,
+        kept = _kept_edges(arch, kind) if arch is not None else None
+        fig = plot_anytime_weights(x, w, op_names, nodes,
                                    f"Anytime architecture weights, {KIND_TITLES.get(kind, kind)}: {name}", kept)
         files += _save(fig, out_dir / f"arch_weights_{kind}", formats)
-    entropy = entropy_summary(records)
-    uniform = max(e["uniform"] for e in entropy.values())
-    files += _save(plot_entropy(series, uniform, f"Architecture entropy: {name}"), out_dir / "entropy", formats)
-    if genotype is not None:
-        files += _save(plot_genotype(genotype, f"Derived cells: {name}"), out_dir / "cells", formats)
-    atomic_write_json(out_dir / "entropy.json", entropy)
-    files.append(out_dir / "entropy.json")
+    if series:
+        entropy = {k: v for k, v in entropy_summary(records).items() if k in series}
+        uniform = max(e["uniform"] for e in entropy.values())
+        files += _save(plot_entropy(series, uniform, f"Architecture entropy: {name}"), out_dir / "entropy", formats)
+        atomic_write_json(out_dir / "entropy.json", entropy)
+        files.append(out_dir / "entropy.json")
+    if arch is not None:
+        files += _save(space.plot_architecture(arch, f"Derived architecture: {name}"), out_dir / "cells", formats)
     return files, entropy

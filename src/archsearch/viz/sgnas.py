@@ -18,6 +18,16 @@ COLORS = ["#8ecae6", "#ffb703", "#c1121f", "#219ebc", "#6a4c93", "#2a9d8f"]
 
 def plot_architectures(items: list[tuple[str, object]], kernels: tuple[int, ...], sub_blocks: int, path: Path) -> Path:
     """items: (title, MobileArch) pairs; writes a PNG and returns its path."""
+    fig = draw_architectures(items, kernels, sub_blocks)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def draw_architectures(items: list[tuple[str, object]], kernels: tuple[int, ...], sub_blocks: int):
+    """The figure of `plot_architectures`, unsaved."""
     n_layers = max(len(a.layers) for _, a in items)
     fig, axes = plt.subplots(len(items), 1, figsize=(max(6.0, 0.45 * n_layers + 1.5), 1.6 + 1.1 * len(items)),
                              squeeze=False)
@@ -39,8 +49,4 @@ def plot_architectures(items: list[tuple[str, object]], kernels: tuple[int, ...]
     fig.legend(handles=[Patch(facecolor=color[k], edgecolor="black", label=f"K{k}") for k in kernels],
                loc="upper right", ncol=len(kernels), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return fig

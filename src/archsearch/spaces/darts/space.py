@@ -126,6 +126,19 @@ class DartsSpace(SearchSpace):
     def arch_to_dict(self, arch: Genotype) -> dict:
         return arch.to_dict()
 
+    def arch_from_dict(self, d: dict) -> Genotype:
+        g = Genotype.from_dict(d)
+        self.one_hot(g)  # refuses ops or node counts this space does not have
+        return g
+
+    def plot_architecture(self, arch: Genotype, title: str):
+        from archsearch.viz.cells import plot_genotype
+
+        return plot_genotype(arch, title)
+
+    def weight_panels(self, kind: str):
+        return self.op_names[kind], self.nodes
+
     def cost(self, arch: Genotype, info) -> dict:
         """The papers' evaluation network: C=36 x 20 cells (CIFAR) or C=48 x 14 (ImageNet)."""
         imagenet = info.image_size >= 128

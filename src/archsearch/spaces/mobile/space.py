@@ -128,6 +128,12 @@ class MobileUnifiedSpace(SearchSpace):
         check_arch(arch, self._bound(), 1)
         return arch
 
+
+    def plot_architecture(self, arch: MobileArch, title: str):
+        from archsearch.viz.sgnas import draw_architectures
+
+        lay = self._bound()
+        return draw_architectures([(title, arch)], lay.kernels, lay.sub_blocks)
     def cost(self, arch: MobileArch, info) -> dict:
         """Conv FLOPs (what SGNAS reports) and params of the stand-alone network, without and with
         SE (the released models); h-swish changes neither."""

@@ -10,33 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from archsearch.config import SearchConfig, load_config
-from archsearch.data import DatasetInfo, dataset_info, static_dataset_info
+from archsearch.engine.runinfo import bind_space, run_info
 from archsearch.errors import CheckpointError, ConfigError
 from archsearch.interop import timm_mobile
-from archsearch.objectives import create_objective
-from archsearch.spaces import create_space
 from archsearch.strategies import create_strategy
 from archsearch.utils.io import atomic_write_json, load_checkpoint
-
-
-def run_info(cfg: SearchConfig, ckpt: dict) -> DatasetInfo:
-    """The run's input shape and classes, without the data: recorded in its checkpoint (imports and
-    newer searches), else the dataset registry's static description (fashion-mnist, cifar, imagenet,
-    ...); only an older image-folder run still has to count its class folders."""
-    if "info" in ckpt:
-        try:
-            return DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["info"].items()})
-        except (AttributeError, TypeError) as e:
-            raise CheckpointError(f"the checkpoint's input description is damaged: {e}") from None
-    return static_dataset_info(cfg.data) or dataset_info(cfg.data)
-
-
-def bind_space(cfg: SearchConfig, info: DatasetInfo):
-    """The run's space bound to its network input, as the search engine binds it."""
-    objective = create_objective(cfg.objective, info)
-    space = create_space(cfg.space)
-    space.bind(objective.input_channels(info.in_channels), objective.input_size(info.image_size))
-    return space
 
 
 def load_generator(run_dir: Path):

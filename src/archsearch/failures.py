@@ -19,8 +19,8 @@ PEER_LOST = re.compile(r"connection (reset|closed|refused)|broken pipe|read erro
                        r"timed out|aborted|peer|remote worker", re.I)
 DISTRIBUTED = re.compile(r"gloo|nccl|c10d|tcpstore|ProcessGroup", re.I)
 HINTS = {
-    errno.ENOSPC: "free some space, then " + RESUME,
-    errno.EDQUOT: "free some space, then " + RESUME,
+    errno.ENOSPC: "free some space and run the same command again; a run resumes from its last checkpoint",
+    errno.EDQUOT: "free some space and run the same command again; a run resumes from its last checkpoint",
     errno.EROFS: "the file system is read-only; choose another --out / --output",
     errno.EACCES: "choose a folder you may write to (--out / --output)",
     errno.EPERM: "choose a folder you may write to (--out / --output)",

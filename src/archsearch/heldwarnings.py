@@ -12,8 +12,10 @@ import warnings
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-# advice about settings the user chose on purpose (more loader workers than cores)
-KNOWN = [(r"This DataLoader will create \d+ worker processes", UserWarning)]
+# advice about settings the user chose on purpose (more loader workers than cores), and torch's notes
+# on the torch.jit calls TorchScript export makes (nothing a user of archsearch can act on)
+KNOWN = [(r"This DataLoader will create \d+ worker processes", UserWarning),
+         (r"`torch\.jit\.\w+` is deprecated", FutureWarning)]
 
 _held: Optional[list[str]] = None
 _active = False

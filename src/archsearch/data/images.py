@@ -8,7 +8,7 @@ raised where the batch that holds it is drawn.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from PIL import Image
 
@@ -21,16 +21,15 @@ VERIFY_LIMIT = 20_000
 def load_image(path: str) -> Image.Image:
     """RGB pixels of an image file (torchvision's default loader), or a DataError naming it."""
     try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
+        with Image.open(path) as img:
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot decode image {path}: {type(e).__name__}: {one_line(e)}") from None
 
 
-def verify_images(paths: Sequence[str], limit: int = VERIFY_LIMIT) -> bool:
-    """Check every file of a folder of at most `limit` images; returns whether it checked."""
-    if len(paths) > limit:
+def verify_images(paths: Sequence[str], limit: Optional[int] = None) -> bool:
+    """Check every file of a folder of at most `limit` (VERIFY_LIMIT) images; returns whether it checked."""
+    if len(paths) > (VERIFY_LIMIT if limit is None else limit):
         return False
     for path in paths:
         try:

@@ -2,6 +2,7 @@
 hostile file becomes one clear error."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +22,11 @@ TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
 def _atomic(path: Path, write) -> None:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    nearest = next(a for a in path.parents if a.exists())
+    if not nearest.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(nearest))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
@@ -32,9 +38,11 @@ def _atomic(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:  # name the file (disk full)
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 

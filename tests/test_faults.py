@@ -460,6 +460,14 @@ def train_peer_lost_under_torchrun(c):
 
 
 @case
+def train_loader_worker_killed(c):
+    def killed(*a, **k):
+        raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+    c.monkeypatch.setattr("archsearch.engine.train.run_train", killed)
+    return Case([*TRAIN, "--genotype", "DARTS_V2", "--out", str(c.tmp / "run")], "a data loader worker died")
+
+
+@case
 def train_disk_full(c):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -616,6 +624,42 @@ def genotype_file_nested_too_deeply(c):
     return Case(["genotype", str(deep_json(c.tmp / "g.json"))], "nested too deeply")
 
 
+def _cell_text(index, concat=4) -> str:
+    g = {"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", index]] * 4, "normal_concat": [2, 3, concat, 5],
+         "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]] * 4, "reduce_concat": [2, 3, 4, 5]}
+    return json.dumps(g)
+
+
+@case
+def genotype_boolean_node_index(c):
+    return Case(["genotype", _cell_text(True)], "expected [op_name, input_index]")
+
+
+@case
+def genotype_boolean_concat_state(c):
+    return Case(["genotype", _cell_text(1, concat=True)], "normal_concat")
+
+
+@case
+def train_boolean_node_index(c):
+    return Case([*TRAIN, "--genotype", _cell_text(True), "--out", str(c.tmp / "run")], "input_index")
+
+
+@case
+def search_out_name_too_long(c):
+    return Case([*SEARCH, "--out", str(c.tmp / ("x" * 300))], "File name too long")
+
+
+def test_genotype_text_longer_than_a_file_name_is_read_as_text(capsys):
+    """The originals' Genotype(...) repr pasted on the command line is no file name (ENAMETOOLONG)."""
+    from archsearch.spaces.darts.formats import write_genotype
+    from archsearch.spaces.darts.genotype import published_genotypes
+
+    text = write_genotype(published_genotypes()["DARTS_V2"], "darts").strip() + " " * 300
+    assert len(text) > 255 and main(["genotype", text]) == 0
+    assert "normal" in capsys.readouterr().out
+
+
 # -- correlate --------------------------------------------------------------------------------------
 def _study(c, *overrides, table: Optional[Path] = None) -> tuple[list, Path]:
     """A study directory as `run_correlate` starts it (run.json, config.yaml), without training."""
@@ -688,6 +732,15 @@ def test_fault_is_one_line_and_leaves_files_alone(name, built, tmp_path, monkeyp
     assert not [p for p in watch.rglob("*.tmp")], "temporary files left behind"
     if c.after:
         c.after()
+
+
+def test_export_removes_what_a_killed_export_left(built, tmp_path, capsys):
+    run = Path(shutil.copytree(built["train"], tmp_path / "run"))
+    stale = run / ".model.ts.k1ll3d_x.tmp"
+    stale.write_bytes(b"partial")
+    assert main(["export", str(run), "--format", "torchscript"]) == 0
+    assert not stale.exists() and not list(run.glob(".*.tmp"))
+    assert (run / "model.ts").stat().st_mode & 0o777 == (run / "model.pt").stat().st_mode & 0o777
 
 
 def test_there_are_enough_cases():

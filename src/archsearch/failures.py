@@ -17,13 +17,14 @@ RESUME = "run the same command again to resume from the last checkpoint"
 # a collective failing because another rank went away (gloo, NCCL, the c10d store)
 PEER_LOST = re.compile(r"connection (reset|closed|refused)|broken pipe|read error|write error|socket closed|"
                        r"timed out|aborted|peer|remote worker", re.I)
+WORKER_DIED = re.compile(r"DataLoader worker \(pid[^)]*\) (is killed by signal|exited unexpectedly)")
 DISTRIBUTED = re.compile(r"gloo|nccl|c10d|tcpstore|ProcessGroup", re.I)
 HINTS = {
     errno.ENOSPC: "free some space and run the same command again; a run resumes from its last checkpoint",
     errno.EDQUOT: "free some space and run the same command again; a run resumes from its last checkpoint",
     errno.EROFS: "the file system is read-only; choose another --out / --output",
-    errno.EACCES: "choose a folder you may write to (--out / --output)",
-    errno.EPERM: "choose a folder you may write to (--out / --output)",
+    errno.EACCES: "check its permissions, or choose another --out / --output",
+    errno.EPERM: "check its permissions, or choose another --out / --output",
     errno.ENAMETOOLONG: "the name is too long for a file (was a genotype meant as text?)",
 }
 
@@ -71,6 +72,12 @@ def user_message(e: BaseException) -> Optional[str]:
         rank = os.environ.get("RANK", "?")
         return (f"rank {rank} lost its connection to another rank (under torchrun: another rank failed or was "
                 f"killed); {RESUME}")
+    if isinstance(e, RuntimeError) and WORKER_DIED.search(str(e)):
+        return (f"a data loader worker died ({one_line(str(e))[:120]}), usually killed for lack of memory; free some "
+                f"memory and {RESUME}, or lower data.num_workers in a new --out directory")
+    if type(e).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+        return ("out of GPU memory; free the GPU and " + RESUME + ", or lower data.batch_size in a new --out "
+                "directory")
     if isinstance(e, OSError):  # incl. PIL's UnidentifiedImageError and gzip's BadGzipFile
         return one_line(os_message(e))
     if isinstance(e, EOFError):

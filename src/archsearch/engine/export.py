@@ -22,7 +22,7 @@ from archsearch.engine.train import build_network
 from archsearch.errors import CheckpointError, ConfigError
 from archsearch.models import create_family
 from archsearch.registry import Registry
-from archsearch.utils.io import load_checkpoint
+from archsearch.utils.io import is_temp_file, load_checkpoint
 
 EXPORTERS: Registry[Callable[[torch.nn.Module, torch.Tensor, Path], torch.Tensor]] = Registry("export format")
 
@@ -89,6 +89,9 @@ def export(ref: Path, fmt: str, out: Path | None = None, atol: float = 1e-4) -> 
     model, channels, size = load_model(model_file)
     check_destination(out, model_file)
     example = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
+    for stale in out.parent.iterdir():  # what a killed export to the same file left behind
+        if stale.name.startswith(f".{out.name}.") and is_temp_file(stale):
+            stale.unlink(missing_ok=True)
     fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)

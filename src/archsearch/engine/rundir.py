@@ -11,8 +11,8 @@ on the same directory must present the same identity, and then:
   rerun after a kill at any point repeats an uninterrupted run bit for bit;
 * a finished run whose checkpoint.pt is gone is refused, and its results are kept.
 
-Temporary files of killed atomic writes are removed when a run (re)starts. Under torchrun every
-rank checks (reading only); rank 0 alone writes.
+Temporary files of killed atomic writes (in the directory and its direct subfolders) are removed
+when a run (re)starts. Under torchrun every rank checks (reading only); rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -140,7 +140,8 @@ class RunDir:
             return
         p = self.path
         p.mkdir(parents=True, exist_ok=True)
-        remove_temp_files(p)
+        for folder in [p, *(d for d in p.iterdir() if d.is_dir())]:  # the run's own files and e.g. archs/
+            remove_temp_files(folder)
         if not (p / RUN_FILE).exists():
             atomic_write_json(p / RUN_FILE, {**self.identity, "digest": self.digest})
         elif self._restart:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+import math
 import random
 from pathlib import Path
 
@@ -73,8 +74,11 @@ def read_table(cfg: CorrelateConfig) -> list[tuple[Genotype, float]]:
                     for i, r in enumerate(csv.DictReader(f))]
     except FileNotFoundError:
         raise DataError(f"architecture table not found: {path}") from None
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, csv.Error) as e:
         raise DataError(f"{path}: expected CSV columns genotype (in any genotype format) and accuracy: {e}") from None
+    bad = next((i for i, (_, acc) in enumerate(rows) if not math.isfinite(acc)), None)
+    if bad is not None:
+        raise DataError(f"{path}:{bad + 2}: the accuracy must be a finite number, got {rows[bad][1]}")
     rows.sort(key=lambda r: r[1])
     if not cfg.table.per_decile:
         return rows

@@ -743,6 +743,27 @@ def test_export_removes_what_a_killed_export_left(built, tmp_path, capsys):
     assert (run / "model.ts").stat().st_mode & 0o777 == (run / "model.pt").stat().st_mode & 0o777
 
 
+def test_warnings_are_dropped_before_a_user_error_and_shown_as_one_line_otherwise(tmp_path, monkeypatch, capsys):
+    outcome = {}
+
+    def warn_then(*a, **k):
+        warnings.warn("a torch-style warning", UserWarning, stacklevel=2)
+        if outcome.get("fail"):
+            raise DataError("the data is bad")
+        return {}
+    monkeypatch.setattr("archsearch.engine.train.run_train", warn_then)
+    argv = [*TRAIN, "--genotype", "DARTS_V2", "--out", str(tmp_path / "run")]
+    for fail in (True, False):
+        outcome["fail"] = fail
+        with warnings.catch_warnings(record=True) as seen:  # would catch what the CLI failed to hold
+            warnings.simplefilter("always")
+            rc = main(argv)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert not seen and len(lines) == 1
+        assert (rc, lines[0]) == ((2, "archsearch: error: the data is bad") if fail else
+                                  (0, "archsearch: warning: UserWarning: a torch-style warning"))
+
+
 def test_there_are_enough_cases():
     assert len(CASES) >= 45
 

@@ -237,14 +237,27 @@ def test_fashion_mnist_from_system_package():
 def test_fashion_mnist_missing_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setattr(vision, "SYSTEM_FASHION_MNIST_DIRS", [tmp_path / "system"])
     monkeypatch.setenv("ARCHSEARCH_DATA", str(tmp_path / "env"))
-    cfg = DataConfig(name="fashion-mnist", root=str(tmp_path / "root"))
+    cfg = DataConfig(name="fashion-mnist")
     with pytest.raises(DataError) as err:
         build_dataset(cfg, train=True, augment=False)
     message = str(err.value)
     assert "\n" not in message
-    for place in ("root", "env", "env/fashion-mnist", "system"):
+    for place in ("env", "env/fashion-mnist", "system"):
         assert str(tmp_path / place) in message
     assert "apt-get install dataset-fashion-mnist" in message and "data.download=true" in message
+
+
+def test_a_given_data_root_is_the_only_place_looked_in(tmp_path, monkeypatch):
+    """No silent fallback to another copy: a missing data.root is an error naming it."""
+    monkeypatch.setattr(vision, "SYSTEM_FASHION_MNIST_DIRS", [tmp_path / "system"])
+    monkeypatch.setenv("ARCHSEARCH_DATA", str(tmp_path / "env"))
+    cfg = DataConfig(name="fashion-mnist", root=str(tmp_path / "root"))
+    with pytest.raises(DataError, match="data.root .*root does not exist"):
+        build_dataset(cfg, train=True, augment=False)
+    (tmp_path / "root").mkdir()
+    with pytest.raises(DataError) as err:
+        build_dataset(cfg, train=True, augment=False)
+    assert str(tmp_path / "root") in str(err.value) and str(tmp_path / "system") not in str(err.value)
 
 
 def write_fake_cifar10(root: Path, per_batch: int = 6) -> None:

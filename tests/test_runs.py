@@ -157,12 +157,12 @@ def test_list_command(capsys):
         assert name in out
 
 
-def test_checkpoint_without_config_is_refused(tmp_path, capsys):
+def test_checkpoint_without_run_record_is_refused(tmp_path, capsys):
     rc, out = _search(tmp_path, "steps_per_epoch=1", "optim.epochs=1")
     assert rc == 0
-    (out / "config.yaml").unlink()
+    (out / "run.json").unlink()
     ckpt = (out / "checkpoint.pt").read_bytes()
     rc, _ = _search(tmp_path, "steps_per_epoch=1", "optim.epochs=1")
     assert rc == 2
-    assert "no readable config.yaml" in one_line_error(capsys)
+    assert "holds no run.json" in one_line_error(capsys)
     assert (out / "checkpoint.pt").read_bytes() == ckpt

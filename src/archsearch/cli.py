@@ -9,8 +9,10 @@ import logging
 import os
 import signal
 import sys
+import traceback
 
-from archsearch.errors import ArchsearchError
+from archsearch.failures import user_message
+from archsearch.heldwarnings import drop_warnings, holding, release_warnings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,10 @@ def _stop_on_sigterm(signum, frame):
     raise SystemExit(143)
 
 
+def _debug() -> bool:
+    return os.environ.get("ARCHSEARCH_DEBUG", "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -41,12 +47,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         setattr(args, target, [*getattr(args, target), *extra])
-    try:
-        return args.func(args)
-    except ArchsearchError as e:
-        print(f"archsearch: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("archsearch: interrupted; run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
+    with holding():  # warnings wait until the run starts: a user error stays the one line printed
+        try:
+            code = args.func(args)
+        except KeyboardInterrupt:
+            print("archsearch: interrupted; run the same command again to resume from the last checkpoint",
+                  file=sys.stderr)
+            return 130
+        except Exception as e:  # the last resort: expected OS/data failures become one line, bugs keep a traceback
+            message = user_message(e)
+            if message is None:
+                release_warnings()
+                raise
+            if _debug():
+                release_warnings()
+                traceback.print_exc()
+            else:
+                drop_warnings()
+            print(f"archsearch: error: {message}", file=sys.stderr)
+            return 2
+        release_warnings()
+        return code

@@ -23,3 +23,7 @@ class GenotypeError(ArchsearchError):
 
 class DivergenceError(ArchsearchError):
     """A loss or gradient became NaN/inf: the run stops instead of writing garbage."""
+
+
+class RunDirError(ArchsearchError):
+    """A run directory holds something else than the run asked for: refused before anything is written."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from archsearch.commands import COMMANDS
+from archsearch.errors import ConfigError
 
 
 @COMMANDS.register("bench")
@@ -19,6 +20,8 @@ def run(args) -> int:
     from archsearch.config import SearchConfig, TrainConfig, load_config
     from archsearch.presets import resolve_config
 
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be at least 1 (timed steps per path), got {args.steps}")
     schema = TrainConfig if args.train else SearchConfig
     cfg = load_config(resolve_config(args.config), args.overrides, schema=schema)
     if args.train:

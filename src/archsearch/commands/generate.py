@@ -1,9 +1,11 @@
 """`archsearch generate RUN --flops T ...`: SGNAS architectures for FLOPs targets, one forward pass."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from archsearch.commands import COMMANDS
+from archsearch.errors import ConfigError
 
 
 @COMMANDS.register("generate")
@@ -20,6 +22,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from archsearch.strategies.sgnas.generate import generate
 
+    bad = [t for t in args.flops if not (math.isfinite(t) and t > 0)]
+    if bad:
+        raise ConfigError(f"--flops takes positive, finite MFLOPs targets, got {bad[0]}")
     results = generate(Path(args.run), args.flops, Path(args.out) if args.out else None, last=args.last)
     for r in results:
         note = "" if r["inside_trained_range"] else "  (outside the trained range)"

@@ -4,6 +4,7 @@ Importing the package registers every dataset family in DATASETS.
 """
 from archsearch.data import cityscapes, folders, generated, vision  # noqa: F401  (registration)
 from archsearch.data.base import DATASETS, DatasetInfo, DataSource
+from archsearch.data.checks import check_labels
 from archsearch.data.search import (
     SearchData,
     build_dataset,
@@ -25,6 +26,7 @@ __all__ = [
     "SeededDataset",
     "build_dataset",
     "build_search_data",
+    "check_labels",
     "dataset_info",
     "list_datasets",
     "static_dataset_info",

@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar, Optional
 from torch.utils.data import Dataset
 
 from archsearch.config import DataConfig
+from archsearch.errors import DataError
 from archsearch.registry import Registry
 
 Transform = Callable[[Any], Any]
@@ -77,13 +78,26 @@ def env_root() -> Optional[Path]:
     return Path(value).expanduser() if value else None
 
 
+def given_root(cfg: DataConfig) -> Optional[Path]:
+    """data.root as given. When set it is the only place looked in (no silent fallback to another
+    copy), so it must exist, unless data.download is to create it."""
+    if not cfg.root:
+        return None
+    root = Path(cfg.root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{cfg.name}: data.root {root} is a file, not a folder")
+    if not root.exists() and not cfg.download:
+        raise DataError(f"{cfg.name}: data.root {root} does not exist")
+    return root
+
+
 def user_roots(cfg: DataConfig) -> list[Path]:
-    """The folders the user pointed at: data.root first, then $ARCHSEARCH_DATA."""
-    roots = [Path(cfg.root).expanduser()] if cfg.root else []
+    """The folders the user pointed at: data.root alone when set, else $ARCHSEARCH_DATA."""
+    root = given_root(cfg)
+    if root is not None:
+        return [root]
     env = env_root()
-    if env is not None:
-        roots.append(env)
-    return roots
+    return [env] if env is not None else []
 
 
 def cache_dir() -> Path:

@@ -19,7 +19,7 @@ from torchvision import datasets as tvd
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from archsearch.data.base import DATASETS, DatasetInfo, DataSource, Transform, env_root, one_line
+from archsearch.data.base import DATASETS, DatasetInfo, DataSource, Transform, env_root, given_root, one_line
 from archsearch.data.folders import IMAGENET_MEAN, IMAGENET_STD
 from archsearch.data.segmentation import IGNORE_INDEX, segmentation_transform
 from archsearch.errors import ConfigError, DataError
@@ -65,7 +65,10 @@ class CityscapesSource(DataSource):
         return DatasetInfo("cityscapes", 3, 769, len(class_names()), IMAGENET_MEAN, IMAGENET_STD)
 
     def _candidates(self) -> list[Path]:
-        places = [Path(self.cfg.root).expanduser()] if self.cfg.root else []
+        root = given_root(self.cfg)
+        if root is not None:  # the path given is the path used
+            return [root]
+        places = []
         env = env_root()
         if env is not None:
             places += [env / "cityscapes", env]

@@ -8,7 +8,8 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
-from archsearch.data.base import DATASETS, DatasetInfo, DataSource, Transform, env_root, one_line
+from archsearch.data.base import DATASETS, DatasetInfo, DataSource, Transform, env_root, given_root, one_line
+from archsearch.data.images import load_image, verify_images
 from archsearch.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -24,7 +25,10 @@ class ImageFolderSource(DataSource):
     env_subdir: Optional[str] = None  # also try $ARCHSEARCH_DATA/<env_subdir>
 
     def _candidates(self) -> list[Path]:
-        places = [Path(self.cfg.root).expanduser()] if self.cfg.root else []
+        root = given_root(self.cfg)
+        if root is not None:  # the path given is the path used
+            return [root]
+        places = []
         env = env_root()
         if env is not None:
             if self.env_subdir:
@@ -70,9 +74,11 @@ class ImageFolderSource(DataSource):
             # class folders do.
             raise DataError(f"{self.name}: the class folders of {folder} differ from train/")
         try:
-            return ImageFolder(str(folder), transform=transform)
+            dataset = ImageFolder(str(folder), transform=transform, loader=load_image)
         except OSError as e:
             raise DataError(f"{self.name}: cannot read {folder}: {one_line(e)}") from None
+        verify_images([path for path, _ in dataset.samples])
+        return dataset
 
 
 @DATASETS.register("imagenet")

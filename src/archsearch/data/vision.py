@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -67,6 +68,8 @@ class FashionMNISTSource(DataSource):
         return DatasetInfo("fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,))
 
     def _search_bases(self) -> list[Path]:
+        if self.cfg.root:  # the path given is the path used
+            return user_roots(self.cfg)
         bases = list(user_roots(self.cfg))
         env = env_root()
         if env is not None:
@@ -98,7 +101,11 @@ class FashionMNISTSource(DataSource):
             if dst.exists() or src is None:
                 continue
             if src.suffix == ".gz":
-                _decompress(src, dst)
+                try:
+                    _decompress(src, dst)
+                except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+                    raise DataError(f"fashion-mnist: {src} is truncated or damaged ({type(e).__name__}: "
+                                    f"{one_line(e)}); replace it with a complete copy") from None
             else:
                 try:
                     dst.symlink_to(src.resolve())
@@ -120,7 +127,7 @@ class FashionMNISTSource(DataSource):
             root, download = download_root(self.cfg), True
         else:
             places = ", ".join(str(p) for p in self._search_bases())
-            if env_root() is None:
+            if env_root() is None and not self.cfg.root:
                 places += " ($ARCHSEARCH_DATA is unset)"
             raise DataError(
                 "fashion-mnist not found: looked for train-images-idx3-ubyte[.gz] and the other "
@@ -152,7 +159,7 @@ class _CifarSource(DataSource):
         root = next((r for r in self._roots() if (r / self.folder).is_dir()), None)
         if root is None and not self.cfg.download:
             places = ", ".join(str(r) for r in self._roots())
-            if env_root() is None:
+            if env_root() is None and not self.cfg.root:
                 places += " ($ARCHSEARCH_DATA is unset)"
             raise DataError(
                 f"{self.name} not found: no {self.folder}/ folder in {places}; point data.root "

@@ -2,10 +2,14 @@
 
 The model file (model.pt / best.pt of a training run) carries the config, the architecture and
 the dataset shape, so the network is rebuilt without the data. Every export is run once on a
-random batch and compared with the PyTorch outputs before it is reported as written.
+random batch and compared with the PyTorch outputs before it is reported as written: it is written
+to a temporary file beside the destination and renamed over it only once the check passed, so a
+failed export leaves whatever was there untouched; the model file itself is never the destination.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +21,7 @@ from archsearch.engine.train import build_network
 from archsearch.errors import CheckpointError, ConfigError
 from archsearch.models import create_family
 from archsearch.registry import Registry
-from archsearch.utils.io import load_checkpoint
+from archsearch.utils.io import is_temp_file, load_checkpoint
 
 EXPORTERS: Registry[Callable[[torch.nn.Module, torch.Tensor, Path], torch.Tensor]] = Registry("export format")
 
@@ -65,18 +69,43 @@ def _onnx(model, example, out: Path) -> torch.Tensor:
 SUFFIX = {"torchscript": ".ts", "onnx": ".onnx"}
 
 
+def check_destination(out: Path, model_file: Path) -> None:
+    """The export's destination must be a new or replaceable file in an existing folder, not the model file."""
+    if out.is_dir():
+        raise ConfigError(f"--output {out} is a folder; name the file to write")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--output {out}: the folder {out.parent} does not exist")
+    if out.exists() and model_file.exists() and out.resolve() == model_file.resolve():
+        raise ConfigError(f"--output {out} is the model file being exported; choose another name")
+
+
 def export(ref: Path, fmt: str, out: Path | None = None, atol: float = 1e-4) -> tuple[Path, float]:
     """Write the exported model; returns its path and the largest output difference from PyTorch."""
     exporter = EXPORTERS.get(fmt)
-    model, channels, size = load_model(ref)
     src = Path(ref)
-    out = Path(out) if out else (src if src.is_dir() else src.parent) / f"model{SUFFIX[fmt]}"
+    model_file = src / "model.pt" if src.is_dir() else src
+    out = Path(out) if out else model_file.parent / f"model{SUFFIX[fmt]}"
+    model, channels, size = load_model(model_file)
+    check_destination(out, model_file)
     example = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = model(example)
-        got = exporter(model, example, out)
-    diff = float((got - expected).abs().max())
-    if not diff <= atol * max(1.0, float(expected.abs().max())):
-        out.unlink(missing_ok=True)
-        raise CheckpointError(f"the {fmt} export differs from PyTorch by {diff:.3g}; nothing written")
+    for stale in out.parent.iterdir():  # what a killed export to the same file left behind
+        if stale.name.startswith(f".{out.name}.") and is_temp_file(stale):
+            stale.unlink(missing_ok=True)
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        with torch.no_grad():
+            expected = model(example)
+            got = exporter(model, example, tmp)
+        diff = float((got - expected).abs().max())
+        if not diff <= atol * max(1.0, float(expected.abs().max())):
+            kept = f"{out} left as it was" if out.exists() else "nothing written"
+            raise CheckpointError(f"the {fmt} export differs from PyTorch by {diff:.3g}; {kept}")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out, diff

@@ -1,6 +1,7 @@
 """The search loop: one run directory, resumable at any checkpoint, any space/strategy/objective.
 
 run_dir/
+  run.json             the run's identity: kind, resolved config (engine/rundir.py guards it)
   config.yaml          resolved configuration (a resumed run must match it)
   metrics.jsonl        per-step training metrics and per-epoch validation
   arch_history.jsonl   softmaxed architecture weights every `history_every` steps
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from archsearch.collectives import same_on_all_ranks, use_global_batch_norm
 from archsearch.config import SearchConfig, to_dict, to_yaml
-from archsearch.data import build_search_data
+from archsearch.data import build_search_data, check_labels
 from archsearch.engine.device import default_dtype, rng_state, seed_everything, select_device, set_rng_state
 from archsearch.engine.distributed import (
     SINGLE_PROCESS,
@@ -32,14 +33,14 @@ from archsearch.engine.distributed import (
     max_divergence,
     run_in_process_group,
 )
-from archsearch.engine.rundir import checkpoint_to_resume
+from archsearch.engine.rundir import RunDir
 from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import CheckpointError
 from archsearch.objectives import create_objective
 from archsearch.spaces import create_space
 from archsearch.strategies import StepContext, create_strategy
-from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from archsearch.utils.io import atomic_write_json
 
 log = logging.getLogger("archsearch")
 CHECKPOINT_FORMAT = 1
@@ -69,6 +70,7 @@ class Search:
         device = device or select_device(cfg.device)
         data = build_search_data(cfg.data, cfg.seed, rank=dist.rank, world=dist.world)
         info = data.info
+        check_labels(cfg.objective.name, info)
         objective = create_objective(cfg.objective, info)
         space = create_space(cfg.space)
         model = space.build_supernet(
@@ -177,8 +179,8 @@ def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None
 
 
 def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:
-    ckpt_path = run_dir / "checkpoint.pt"
-    ckpt = checkpoint_to_resume(run_dir, cfg)
+    run = RunDir(run_dir, "search", to_dict(cfg), main=dist.is_main)
+    ckpt = run.check()  # refuses another run's directory before anything is built or written
     resuming = ckpt is not None
     s = Search.build(cfg, dist, device)
     main = dist.is_main
@@ -188,13 +190,10 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
     if resuming:
         start = s.load_state(ckpt)
         log.info("resuming %s at step %d of %d", run_dir, start, s.total_steps)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if resuming:
-            metrics_log.truncate_after(start - 1)
-            history_log.truncate_after(start - 1)
-        else:
-            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    run.begin(to_yaml(cfg))
+    if main and resuming:
+        metrics_log.truncate_after(start - 1)
+        history_log.truncate_after(start - 1)
 
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=start) if main else None
     t0 = time.time()
@@ -206,8 +205,7 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
         for step in range(start, s.total_steps):
             if s.strategy.should_stop():  # converged by the strategy's criterion (VIM-NAS stop_after)
                 end = step
-                if main:
-                    atomic_torch_save(ckpt_path, s.state(step))
+                run.save_checkpoint(f"step {step}", s.state(step), [s.model], [s.strategy])
                 log.info("%s converged: stopping at step %d of %d", cfg.strategy.name, step, s.total_steps)
                 break
             if step % cfg.history_every == 0 and main:
@@ -226,8 +224,8 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
             epoch_end = done % s.steps_per_epoch == 0
             if epoch_end:
                 _end_epoch(s, run_dir, metrics_log, writer, step)
-            if main and (epoch_end or done % cfg.checkpoint_every == 0):
-                atomic_torch_save(ckpt_path, s.state(done))
+            if epoch_end or done % cfg.checkpoint_every == 0:  # every rank checks the weights, rank 0 writes
+                run.save_checkpoint(f"step {done}", s.state(done), [s.model], [s.strategy])
     finally:
         bar.close()
         if writer is not None:

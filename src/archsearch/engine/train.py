@@ -1,8 +1,10 @@
 """Training an evaluation network from scratch: one run directory, resumable, single or multi-process.
 
 run_dir/
+  run.json         the run's identity: resolved config and the hash of the architecture it started with
   config.yaml      resolved configuration (a resumed run must match it)
-  genotype.json    the architecture being trained
+  genotype.json    the architecture being trained, frozen at the start: a resume whose --genotype/--run
+                   reference now names another architecture is refused (engine/rundir.py)
   metrics.jsonl    one line per epoch (train and test metrics, lr, drop path, throughput)
   tb/              TensorBoard events
   checkpoint.pt    state after the last finished epoch (atomic): weights, optimizer, EMA, best
@@ -37,7 +39,7 @@ from tqdm import tqdm
 
 from archsearch.collectives import use_global_batch_norm
 from archsearch.config import TrainConfig, to_dict, to_yaml
-from archsearch.data import build_dataset, dataset_info
+from archsearch.data import build_dataset, check_labels, dataset_info
 from archsearch.data.epochs import eval_loader, train_loader
 from archsearch.engine.distributed import (
     DistInfo,
@@ -47,14 +49,14 @@ from archsearch.engine.distributed import (
 )
 from archsearch.engine.optim import build_optimizer
 from archsearch.engine.precise_bn import recompute_bn_stats
-from archsearch.engine.rundir import checkpoint_to_resume
+from archsearch.engine.rundir import RunDir
 from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import CheckpointError, ConfigError, DivergenceError
 from archsearch.models import create_family
 from archsearch.models.cost import count_macs, count_params
 from archsearch.objectives import create_objective
-from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from archsearch.utils.io import atomic_torch_save, atomic_write_json, content_hash
 
 log = logging.getLogger("archsearch")
 CHECKPOINT_FORMAT = 1
@@ -94,13 +96,18 @@ class Trainer:
     train: torch.utils.data.DataLoader
     test: torch.utils.data.DataLoader
 
-    @classmethod
-    def build(cls, cfg: TrainConfig, dist: DistInfo, device: torch.device) -> "Trainer":
+    @staticmethod
+    def resolve_arch(cfg: TrainConfig) -> Any:
+        """The architecture model.genotype names, read once per process (run_train freezes it)."""
         if not cfg.model.genotype:
             raise ConfigError("no architecture to train: pass --genotype NAME|FILE, --run DIR or model.genotype=...")
-        family = create_family(cfg.model.name)
-        arch = family.resolve(cfg.model.genotype)
+        return create_family(cfg.model.name).resolve(cfg.model.genotype)
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, dist: DistInfo, device: torch.device, arch: Any = None) -> "Trainer":
+        arch = cls.resolve_arch(cfg) if arch is None else arch
         info = dataset_info(cfg.data)
+        check_labels(cfg.objective.name, info)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         model, objective = build_network(cfg, arch, info)
         model.to(device)
@@ -281,10 +288,12 @@ def run_train(cfg: TrainConfig, run_dir: Path, progress: Optional[bool] = None) 
 
 
 def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:
-    ckpt_path = run_dir / "checkpoint.pt"
-    ckpt = checkpoint_to_resume(run_dir, cfg)
+    arch = Trainer.resolve_arch(cfg)  # its content is part of the run's identity: a changed reference is refused
+    inputs = {"architecture (model.genotype)": content_hash(create_family(cfg.model.name).arch_to_dict(arch))}
+    run = RunDir(run_dir, "train", to_dict(cfg), inputs, main=dist.is_main)
+    ckpt = run.check()  # refuses another run's directory before anything is built or written
     resuming = ckpt is not None
-    t = Trainer.build(cfg, dist, device)
+    t = Trainer.build(cfg, dist, device, arch)
     main = dist.is_main
     metrics_log = JsonlLog(run_dir / "metrics.jsonl")
     key = f"test_{t.objective.main_metric}"  # test_top1, test_miou, ...
@@ -292,12 +301,11 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
     if resuming:
         start, best = t.load_state(ckpt)
         log.info("resuming %s after epoch %d of %d", run_dir, start, cfg.optim.epochs)
+    run.begin(to_yaml(cfg))
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         if resuming:
             metrics_log.truncate_after(start * t.steps_per_epoch - 1)
         else:
-            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
             atomic_write_json(run_dir / "genotype.json", create_family(cfg.model.name).arch_to_dict(t.arch))
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=start) if main else None
     epochs = cfg.optim.epochs
@@ -315,6 +323,7 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
             improved = rec.get(key, -math.inf) > best[key]
             if improved:
                 best = {key: rec[key], "epoch": epoch}
+            run.check_finite(f"epoch {epoch}", [t.model, t.ema])  # before best.pt and the checkpoint
             if main:
                 metrics_log.append(rec)
                 for k, v in rec.items():
@@ -322,7 +331,7 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
                         writer.add_scalar(f"train/{k}", v, epoch)
                 if improved:
                     atomic_torch_save(run_dir / "best.pt", t.model_file(t.model.state_dict()))
-                atomic_torch_save(ckpt_path, t.state(epoch + 1, best))
+                run.save_checkpoint(f"epoch {epoch}", t.state(epoch + 1, best))
                 log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in rec.items() if "test" in k})
     finally:
         bar.close()

@@ -46,7 +46,7 @@ from archsearch.errors import CheckpointError, ConfigError
 from archsearch.spaces.mobile.layout import Layout
 from archsearch.strategies import create_strategy
 from archsearch.strategies.sgnas.generator import ArchitectureGenerator
-from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from archsearch.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, safe_torch_load
 
 SOURCE = "eric8607242/SGNAS"
 # The released search: no forced sampling in supernet training, the decoding of decode_arch_param.
@@ -70,10 +70,7 @@ def read_generator(path: Path, ours: dict[str, torch.Tensor]) -> dict[str, torch
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"generator checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # not a torch file, truncated, or refused by the weights-only unpickler
-        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
+    ckpt = safe_torch_load(path)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not the released generator: expected a dict whose `model` entry is its "
@@ -104,6 +101,8 @@ def read_prior_pool(path: Path, layout: Layout) -> tuple[list[float], torch.Tens
         pool = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"prior pool not found: {path}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is not a prior pool: nested too deeply") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot read prior pool {path}: {type(e).__name__}: {e}") from None
     if not isinstance(pool, dict) or not pool:
@@ -151,7 +150,7 @@ def import_sgnas(checkpoint: Path, prior_pool: Path, out: Path, config: Path) ->
     """Write run directory `out` from the released generator and prior pool under the preset
     `config` (with the released decoding); returns what import.json records."""
     out = Path(out)
-    if (out / "checkpoint.pt").exists() or (out / "config.yaml").exists():
+    if any((out / f).exists() for f in ("checkpoint.pt", "config.yaml", "run.json")):
         raise ConfigError(f"{out} already holds a run; choose another --out")
     cfg = load_config(config, RELEASED_OVERRIDES)
     if cfg.strategy.name != "sgnas" or cfg.space.name != "mobile-unified":

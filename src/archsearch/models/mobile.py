@@ -51,6 +51,10 @@ class Mobile(ModelFamily):
                                 "`archsearch generate` or an SGNAS run's genotype.json)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise GenotypeError(f"{ref} is not valid JSON: {e}") from None
+        except RecursionError:
+            raise GenotypeError(f"{ref} is nested too deeply to be an architecture file") from None
+        except OSError as e:  # a directory, unreadable, or genotype text too long for a file name
+            raise GenotypeError(f"cannot read architecture file {ref[:80]}: {e.strerror or e}") from None
         return self.arch_from_dict(d.get("architecture", d) if isinstance(d, dict) else d)
 
     def arch_to_dict(self, arch: MobileArch) -> dict:

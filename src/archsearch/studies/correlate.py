@@ -8,6 +8,7 @@ averaged, and every pair of objectives gets Spearman's rho and Kendall's tau (sc
 scatter plot.
 
 out/
+  run.json             the study's identity: resolved config and the table's content hash (engine/rundir.py)
   config.yaml          the study's resolved config
   archs/NNN.json       the sampled genotypes
   runs/NNN-<objective>-s<seed>/   one training run directory each (resumable; finished ones skipped)
@@ -19,22 +20,23 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import logging
+import math
 import random
 from pathlib import Path
 
 from scipy import stats
 
 from archsearch.config import CorrelateConfig, ObjectiveConfig, TrainConfig, load_config, retarget, to_dict, to_yaml
-from archsearch.engine.rundir import check_same_config
+from archsearch.engine.rundir import RunDir
+from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.train import run_train
 from archsearch.errors import ConfigError, DataError, GenotypeError
 from archsearch.spaces import create_space
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.formats import parse_genotype
 from archsearch.spaces.darts.genotype import Genotype
-from archsearch.utils.io import atomic_write_json, atomic_write_text
+from archsearch.utils.io import atomic_write_json, atomic_write_text, file_hash, read_json
 
 log = logging.getLogger("archsearch")
 TABLE = "table"  # column name of the external accuracies
@@ -71,8 +73,11 @@ def read_table(cfg: CorrelateConfig) -> list[tuple[Genotype, float]]:
                     for i, r in enumerate(csv.DictReader(f))]
     except FileNotFoundError:
         raise DataError(f"architecture table not found: {path}") from None
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, csv.Error) as e:
         raise DataError(f"{path}: expected CSV columns genotype (in any genotype format) and accuracy: {e}") from None
+    bad = next((i for i, (_, acc) in enumerate(rows) if not math.isfinite(acc)), None)
+    if bad is not None:
+        raise DataError(f"{path}:{bad + 2}: the accuracy must be a finite number, got {rows[bad][1]}")
     rows.sort(key=lambda r: r[1])
     if not cfg.table.per_decile:
         return rows
@@ -134,15 +139,17 @@ def plot(scores: dict[str, dict[str, float]], pairs: list[dict], out: Path) -> N
 
 def run_correlate(cfg: CorrelateConfig, out: Path, progress=None) -> dict:
     out = Path(out)
-    if (out / "config.yaml").exists():
-        check_same_config(out, cfg)
-    else:
-        atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    inputs = {}
     if cfg.table.path:
         table = read_table(cfg)
+        inputs["architecture table (table.path)"] = file_hash(Path(cfg.table.path))
+    run = RunDir(out, "correlate", to_dict(cfg), inputs, checkpoints=False)
+    run.check()  # a study resumes only under its own config and table
+    if cfg.table.path:
         archs, table_acc = [g for g, _ in table], [a for _, a in table]
     else:
         archs, table_acc = sample_archs(cfg), []
+    run.begin(to_yaml(cfg))
     scores: dict[str, dict[str, float]] = {}
     for i, g in enumerate(archs):
         arch_id = f"{i:03d}"
@@ -159,7 +166,7 @@ def run_correlate(cfg: CorrelateConfig, out: Path, progress=None) -> dict:
                 if not (run_dir / "summary.json").exists():
                     log.info("architecture %s/%d, %s, seed %d", arch_id, len(archs), objective, seed)
                     run_train(run_config(cfg, arch_file, objective, seed), run_dir, progress)
-                summary = json.loads((run_dir / "summary.json").read_text())
+                summary = read_json(run_dir / "summary.json")
                 runs.append(_best(run_dir, cfg.score, summary))
             row[objective] = sum(runs) / len(runs)
         scores[arch_id] = row
@@ -175,7 +182,7 @@ def run_correlate(cfg: CorrelateConfig, out: Path, progress=None) -> dict:
 def _best(run_dir: Path, metric: str, summary: dict) -> float:
     """Best epoch's test metric of a run (the UnNAS score), read from its per-epoch log."""
     key = f"test_{metric}"
-    values = [json.loads(line).get(key) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    values = [r.get(key) for r in JsonlLog(run_dir / "metrics.jsonl").read()]
     values = [v for v in values if v is not None]
     if not values:
         raise ConfigError(f"{run_dir} has no {key} (objective {summary['objective']}); set score= to one "

@@ -16,13 +16,15 @@ def load_history(run_dir: Path) -> list[dict]:
     """The records of a run's arch_history.jsonl in step order (lines cut by a crash skipped)."""
     path = Path(run_dir) / "arch_history.jsonl"
     if not path.is_file():
-        raise ArchsearchError(f"{path} not found: plot needs a search run directory")
+        raise ArchsearchError(f"{path} not found: the run recorded no architecture weights yet")
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(line)
+        except (ValueError, RecursionError):
             continue
+        if isinstance(rec, dict) and "step" in rec:
+            records.append(rec)
     if not records:
         raise ArchsearchError(f"{path} holds no architecture weights (this strategy records none)")
     return sorted(records, key=lambda r: r["step"])

@@ -1,17 +1,17 @@
 """`archsearch plot RUN`: every figure of a run directory, written under RUN/figures/."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+from omegaconf import OmegaConf
 
 from archsearch.config import load_config
 from archsearch.engine.runinfo import bind_space, run_info
 from archsearch.errors import ArchsearchError
 from archsearch.spaces import create_space
-from archsearch.utils.io import atomic_write_json, load_checkpoint
+from archsearch.utils.io import atomic_write_json, load_checkpoint, read_json
 from archsearch.viz.history import cell_kinds, entropy_summary, load_history, trajectories
 from archsearch.viz.weights import plot_anytime_weights, plot_entropy
 
@@ -44,6 +44,37 @@ def _space_of(run_dir: Path, cfg):
     return space
 
 
+def _run_kind(run_dir: Path) -> str:
+    """search, train or correlate: from run.json, or from config.yaml's keys for older runs."""
+    if (run_dir / "run.json").is_file():
+        rec = read_json(run_dir / "run.json", ArchsearchError)
+        if isinstance(rec, dict) and isinstance(rec.get("kind"), str):
+            return rec["kind"]
+    keys = set(_config_keys(run_dir / "config.yaml"))
+    return "train" if "model" in keys else "correlate" if "num_archs" in keys else "search"
+
+
+def _config_keys(path: Path) -> list:
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # noqa: BLE001 - OmegaConf/YAML raise several types
+        raise ArchsearchError(f"cannot read {path}: {' '.join(str(e).split())}") from None
+    return list(data) if isinstance(data, dict) else []
+
+
+def _search_config(run_dir: Path):
+    """A search run's config, or one line saying what the directory holds instead."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ArchsearchError(f"{run_dir} is not a run directory (no config.yaml)")
+    kind = _run_kind(run_dir)
+    if kind == "train":
+        raise ArchsearchError(f"{run_dir} is a training run; plot draws a search run's architecture weights (a "
+                              "training run's curves are in its metrics.jsonl and tb/)")
+    if kind == "correlate":
+        raise ArchsearchError(f"{run_dir} is a correlation study; its figure is {run_dir / 'scatter.png'}")
+    return load_config(run_dir / "config.yaml")
+
+
 def plot_run(run_dir: Path, formats: Sequence[str] = FORMATS) -> tuple[list[Path], dict]:
     """Draw the anytime weights and their entropy (spaces with edge x op weights) and the derived
     architecture; returns (files, entropy)."""
@@ -51,12 +82,10 @@ def plot_run(run_dir: Path, formats: Sequence[str] = FORMATS) -> tuple[list[Path
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ArchsearchError(f"figure formats must be among {', '.join(FORMATS)}, got {list(formats)}")
-    if not (run_dir / "config.yaml").is_file():
-        raise ArchsearchError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = _search_config(run_dir)
     space = _space_of(run_dir, cfg)
     arch_file = run_dir / "genotype.json"
-    arch = space.arch_from_dict(json.loads(arch_file.read_text())) if arch_file.is_file() else None
+    arch = space.arch_from_dict(read_json(arch_file, ArchsearchError)) if arch_file.is_file() else None
     name = f"{cfg.strategy.name} on {cfg.data.name} ({cfg.space.name})"
     records = load_history(run_dir) if (run_dir / "arch_history.jsonl").is_file() else []
     panels = {k: space.weight_panels(k) for k in (cell_kinds(records[0]) if records else [])}

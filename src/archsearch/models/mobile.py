@@ -42,9 +42,9 @@ class Mobile(ModelFamily):
         """A generated-architecture JSON, or an SGNAS search run directory: its genotype.json, the
         architecture generated for the middle of the run's FLOPs range (`archsearch generate` for others)."""
         path = Path(ref)
-        if path.is_dir():
-            path = path / "genotype.json"
         try:
+            if path.is_dir():
+                path = path / "genotype.json"
             d = json.loads(path.read_text())
         except FileNotFoundError:
             raise GenotypeError(f"architecture file not found: {path} (mobile models read the JSON of "

@@ -9,7 +9,6 @@ the sample's transform runs.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any, Iterator, Optional, Sequence
 
@@ -18,12 +17,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from archsearch.errors import DataError
+from archsearch.seeds import hashed_seed
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
-    """A stable 63-bit mix of (seed, epoch); Python's hash() is salted per process."""
-    digest = hashlib.blake2b(f"archsearch:{seed}:{epoch}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
+    return hashed_seed("archsearch", seed, epoch)
 
 
 class SeededDataset(Dataset):

@@ -21,7 +21,6 @@ uninterrupted one exactly on CPU.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -56,6 +55,7 @@ from archsearch.errors import CheckpointError, ConfigError, DivergenceError
 from archsearch.models import create_family
 from archsearch.models.cost import count_macs, count_params
 from archsearch.objectives import create_objective
+from archsearch.seeds import hashed_seed
 from archsearch.utils.io import atomic_torch_save, atomic_write_json, content_hash
 
 log = logging.getLogger("archsearch")
@@ -63,8 +63,7 @@ CHECKPOINT_FORMAT = 1
 
 
 def _epoch_rng_seed(seed: int, epoch: int, rank: int) -> int:
-    digest = hashlib.blake2b(f"archsearch-train:{seed}:{epoch}:{rank}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
+    return hashed_seed("archsearch-train", seed, epoch, rank)
 
 
 def _add(total: dict[str, float], part: dict[str, float]) -> None:

@@ -20,6 +20,7 @@ from archsearch.collectives import average_
 from archsearch.config import StrategyConfig, opt
 from archsearch.errors import ConfigError, DivergenceError
 from archsearch.registry import Registry
+from archsearch.seeds import step_seed
 
 STRATEGIES: Registry["SearchStrategy"] = Registry("strategy")
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -188,7 +189,7 @@ def weight_step(ctx: StepContext, batch: Batch, weights, loss_and_out=None) -> d
 
 def step_rng(ctx: StepContext, salt: int = 0) -> random.Random:
     """A Python RNG that depends only on (seed, step): sampling survives resume exactly."""
-    return random.Random(ctx.seed * 1_000_003 + ctx.step * 7 + salt)
+    return random.Random(step_seed(ctx.seed, ctx.step, salt))
 
 
 def check_pair(strategy: str, space: str) -> None:

@@ -51,6 +51,7 @@ from torch import nn
 
 from archsearch.config import Choice, opt
 from archsearch.errors import ConfigError
+from archsearch.seeds import step_seed
 from archsearch.strategies.base import (
     DARTS_SPACES,
     STRATEGIES,
@@ -208,13 +209,13 @@ class VimNas(SearchStrategy):
         """The priors of one step: the kept ones, or fresh draws that depend on (seed, step)."""
         if self.cfg.prior == "fixed":
             return None
-        gen = _generator(seed * 1_000_003 + step * 7 + 5)
+        gen = _generator(step_seed(seed, step, 5))
         return {k: _randn(self.prior(k).shape, gen, self.prior(k)) for k in self.kinds}
 
     def sample(self, seed: int, step: int, salt: int, priors=None) -> dict[str, torch.Tensor]:
         """softmax(mu + noise * eps): differentiable w.r.t. the network (reparameterisation)."""
         mu = self.mean_logits(priors)
-        gen = _generator(seed * 1_000_003 + step * 7 + salt)
+        gen = _generator(step_seed(seed, step, salt))
         sigma = self.cfg.noise
         out = {k: torch.softmax(m + sigma * _randn(m.shape, gen, m), dim=-1) for k, m in mu.items()}
         out.update(self.edge_weights())

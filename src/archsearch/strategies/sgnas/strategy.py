@@ -29,6 +29,7 @@ from scipy import stats
 
 from archsearch.config import opt
 from archsearch.errors import ConfigError
+from archsearch.seeds import step_seed
 from archsearch.spaces.mobile.arch import MobileArch, sample_arch
 from archsearch.spaces.mobile.supernet import init_weights
 from archsearch.strategies.base import (
@@ -205,7 +206,7 @@ class Sgnas(SearchStrategy):
         pool = target_pool(c.low_flops, c.high_flops, c.target_step)
         cycle, pos = divmod(ctx.step, len(pool))
         order = list(range(len(pool)))
-        random.Random(ctx.seed * 1_000_003 + cycle * 7 + 5).shuffle(order)
+        random.Random(step_seed(ctx.seed, cycle, 5)).shuffle(order)
         return pool[order[pos]] + step_rng(ctx, salt=3).uniform(-c.target_jitter, c.target_jitter)
 
     # -- steps --------------------------------------------------------------------------------

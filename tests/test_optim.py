@@ -4,11 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from archsearch.config import TrainConfig, TrainOptimConfig, load_config
+from archsearch.config import TrainOptimConfig
 from archsearch.engine.optim import RMSpropTF, build_optimizer, param_groups
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import ConfigError
-from archsearch.presets import resolve_config
 
 
 def test_rmsprop_tf_follows_the_tensorflow_recurrence_with_lr_in_the_momentum():
@@ -66,14 +65,3 @@ def test_step_decay_every_three_epochs_after_warmup_and_bad_values():
         epoch_lr("exponential", 0, 10, 0.1, every=0)
     with pytest.raises(ConfigError, match="unknown optimizer 'adamw'"):
         build_optimizer(nn.Linear(2, 2), TrainOptimConfig(optimizer="adamw"))
-
-
-def test_sgnas_imagenet_preset_keeps_the_released_recipe():
-    c = load_config(resolve_config("train_sgnas_imagenet"), schema=TrainConfig)
-    o = c.optim
-    assert (o.optimizer, o.lr, o.alpha, o.eps, o.momentum, o.weight_decay, o.decay_1d) == (
-        "rmsprop_tf", 0.016, 0.9, 1e-3, 0.9, 1e-5, False)
-    assert (o.schedule, o.gamma, o.decay_epochs, o.lr_warmup_epochs, o.epochs) == ("exponential", 0.963, 3, 5, 500)
-    assert (c.ema_decay, c.data.batch_size, c.objective.label_smoothing, c.objective.head_dropout) == (
-        0.99995, 256, 0.1, 0.2)
-    assert (c.model.name, c.model.se, c.model.act, c.model.bn_momentum) == ("mobile", True, "hswish", 0.001)

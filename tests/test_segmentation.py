@@ -260,14 +260,6 @@ def test_search_supernet_with_one_reduction_and_the_seg_preset(tmp_path):
     assert 0.0 <= last["val_miou"] <= 1.0 and "genotype" in last
 
 
-def test_train_preset_keeps_the_recipe():
-    cfg = load_config(PRESETS / "train_cityscapes.yaml", schema=TrainConfig)
-    assert (cfg.model.layers, cfg.model.reductions, cfg.model.auxiliary, cfg.data.image_size) == (12, 1, False, 769)
-    assert (cfg.optim.lr, cfg.optim.epochs, cfg.optim.nesterov, cfg.optim.weight_decay) == (0.1, 2700, True, 1e-4)
-    assert (cfg.objective.aspp_channels, cfg.objective.aspp_rates) == (256, [6, 12, 18])
-    assert (cfg.data.batch_size, cfg.data.segmentation.base_size) == (64, 1024)
-
-
 def test_factorized_reduce_pads_odd_maps_at_the_bottom_right():
     from archsearch.spaces.darts.ops import FactorizedReduce
     torch.manual_seed(0)

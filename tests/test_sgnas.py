@@ -325,19 +325,6 @@ def test_search_then_generate_end_to_end(tmp_path):
         assert trained["architecture"]["layout"]["widths"] == [4, 4, 8, 8, 8, 8]
 
 
-def test_sgnas_presets_keep_the_protocol_numbers():
-    from archsearch.config import load_config
-    from archsearch.presets import PRESETS
-
-    im = load_config(PRESETS / "sgnas_imagenet.yaml")
-    assert (im.optim.lr, im.optim.weight_decay, im.data.batch_size, im.data.val_batch_size) == (0.045, 4e-5, 256, 128)
-    assert (im.strategy.supernet_epochs, im.optim.epochs, im.strategy.arch_lr) == (50, 54, 1e-3)
-    s = im.strategy
-    assert (s.hc_weight, s.hc_dead_zone, s.hc_over_factor, s.tau, s.tau_decay) == (3e-4, 0.1, 1.2, 5.0, 0.95)
-    assert (s.low_flops, s.high_flops, s.target_step, s.eval_step) == (270, 450, 5, 10)
-    assert im.space.layout == "imagenet" and im.objective.label_smoothing == 0.1
-
-
 TINY_RUN = [
     "data.name=generated", "data.generated.channels=1", "data.generated.image_size=8",
     "data.generated.num_samples=32", "data.image_size=0", "data.subset=0", "data.batch_size=4",

@@ -11,7 +11,6 @@ from torch import nn
 from archsearch.cli import main
 from archsearch.config import StrategyConfig, component, load_config
 from archsearch.errors import ConfigError
-from archsearch.presets import PRESETS
 from archsearch.strategies import create_strategy
 from archsearch.strategies.base import forward_loss
 from archsearch.strategies.vimnas import CRB, EdgeNorm, _generator, _randn, table1_channels
@@ -197,22 +196,6 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
         load_config(None, ["strategy.name=vimnas-s", "strategy.mode=trilevel"])
     assert main(["plot", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
-
-
-def test_vimnas_presets_keep_the_papers_numbers():
-    c = load_config(PRESETS / "vimnas_cifar10.yaml")
-    assert (c.strategy.name, c.strategy.arch_lr, c.optim.epochs) == ("vimnas", 0.025, 1)
-    assert (c.space.name, c.space.layers, c.space.partial_channels, c.strategy.edge_norm) == ("darts", 8, 4, True)
-    assert load_config(PRESETS / "vimnas_cifar100.yaml").data.name == "cifar100"
-    ab = load_config(PRESETS / "vimnas_lr0001_cifar10.yaml")
-    assert (ab.strategy.arch_lr, ab.optim.epochs) == (0.001, 20)
-    im = load_config(PRESETS / "vimnas_imagenet.yaml")
-    assert (im.optim.lr, im.optim.weight_decay, im.data.batch_size, im.optim.epochs) == (0.5, 3e-5, 64, 1)
-    assert (im.strategy.arch_lr, im.strategy.arch_weight_decay, im.strategy.arch_betas) == (6e-3, 1e-3, [0.5, 0.999])
-    for k in range(1, 5):
-        assert load_config(PRESETS / f"vimnas_s{k}_cifar10.yaml").space.name == f"darts-s{k}"
-    fm = load_config(PRESETS / "vimnas_fashionmnist.yaml")
-    assert (fm.strategy.arch_lr, fm.optim.epochs, fm.data.name) == (0.025, 1, "fashion-mnist")
 
 
 def test_last_relu_option_drops_only_the_output_relu():

@@ -73,10 +73,9 @@ class Search:
         check_labels(cfg.objective.name, info)
         objective = create_objective(cfg.objective, info)
         space = create_space(cfg.space)
-        model = space.build_supernet(
-            objective.input_channels(info.in_channels), objective.input_size(info.image_size),
-            objective.build_head,
-        ).to(device)
+        shape = objective.input_channels(info.in_channels), objective.input_size(info.image_size)
+        space.bind(*shape)  # input-dependent layouts are fixed before anything asks for shapes
+        model = space.build_supernet(*shape, objective.build_head).to(device)
         if dist.enabled and cfg.sync_bn:
             use_global_batch_norm(model)
         strategy = create_strategy(cfg.strategy, space).to(device)

@@ -87,17 +87,20 @@ def depthwise_weight_grad(grad, x, weight, pad: int) -> torch.Tensor:
 
 
 def dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """`conv` (depthwise, dilation 2, "same" padding) applied to x with even height and width.
+    """`conv` (depthwise, dilation 2, "same" padding) applied to x with even height and width."""
+    return dilated_depthwise_weight(x, conv.weight, conv.stride[0], conv.padding[0])
+
+
+def dilated_depthwise_weight(x: torch.Tensor, weight: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
+    """A depthwise dilation-2 "same" conv of x (even height and width) with `weight` (C, 1, k, k).
 
     With stride 2 only pixel phase (0, 0) is read, so it is an undilated conv on x[::2, ::2].
     """
-    pad = conv.padding[0]
-    if conv.stride[0] == 2:
-        return F.conv2d(x[:, :, ::2, ::2], conv.weight, None, 1, pad // 2, 1, conv.groups)
-    w = conv.weight
-    if w.requires_grad and torch.is_grad_enabled():
-        w = w.view_as(w)  # a non-leaf, so that backward can ask whether its gradient is wanted
-    return _DilatedDepthwise.apply(x, w, pad)
+    if stride == 2:
+        return F.conv2d(x[:, :, ::2, ::2], weight, None, 1, pad // 2, 1, weight.shape[0])
+    if weight.requires_grad and torch.is_grad_enabled():
+        weight = weight.view_as(weight)  # a non-leaf, so that backward can ask whether its gradient is wanted
+    return _DilatedDepthwise.apply(x, weight, pad)
 
 
 def pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

@@ -241,3 +241,21 @@ def test_grouped_bn_is_each_module_on_its_block(momentum):
         b.eval()
     expect = torch.cat([s(x[:, 4 * i: 4 * i + 4]) for i, s in enumerate(solo)], 1)
     torch.testing.assert_close(grouped_bn(bns, x), expect)  # eval: each module's running statistics
+
+
+@pytest.mark.parametrize("stride,dilation,size", [(1, 1, 8), (2, 1, 8), (1, 2, 8), (1, 2, 7), (2, 2, 7)])
+def test_shared_depthwise_is_the_conv_of_the_repeated_input(stride, dilation, size):
+    """Edges leaving one state: one depthwise conv over their concatenated weights; only the
+    unrepeated input is kept for backward; the input gradient alone (weight gradient unwanted) is right."""
+    convs = [torch.nn.Conv2d(4, 4, 3, stride, dilation, dilation, groups=4, bias=False).to(DT) for _ in range(3)]
+    x = torch.randn(2, 4, size, size, dtype=DT).contiguous(memory_format=CL).requires_grad_()
+    y = batched._depthwise(x, convs, 3)
+    w = torch.cat([c.weight for c in convs])
+    expect = F.conv2d(x.repeat(1, 3, 1, 1), w, None, stride, dilation, dilation, 12)
+    torch.testing.assert_close(y, expect)
+    g = torch.randn_like(expect)
+    params = [x] + [c.weight for c in convs]
+    want = torch.autograd.grad(expect, params, g)
+    for a, b in zip(torch.autograd.grad(y, params, g), want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(batched._depthwise(x, convs, 3), x, g)[0], want[0])

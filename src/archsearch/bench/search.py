@@ -1,16 +1,17 @@
-"""`archsearch bench`: time the plain and the fast supernet on the same search configuration.
+"""`archsearch bench`: time the supernet formulations (reference, fast, batched) on one search configuration.
 
-Both paths run in this one process on identical weights and batches. Reported per path: ms per
+All paths run in this one process on identical weights and batches. Reported per path: ms per
 weight step and per architecture step, images/s of a whole search step, achieved GFLOP/s, and
 activation memory (bytes autograd saves for backward; on CUDA the allocator's peak as well).
 The work of a step is the reference path's FLOPs (forward + backward, counted by
-torch.utils.flop_counter), so GFLOP/s of the two paths compare like for like.
+torch.utils.flop_counter), so GFLOP/s of the paths compare like for like.
 """
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -18,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from archsearch.config import SearchConfig
 from archsearch.engine.device import synchronize
 from archsearch.engine.search import Search
+from archsearch.spaces.darts.supernet import IMPLS
 
 
 @dataclass
@@ -91,14 +93,15 @@ def bench_path(s: Search, impl: str, batch, steps: int, flops: int) -> PathResul
     )
 
 
-def run_bench(cfg: SearchConfig, steps: int = 3) -> list[PathResult]:
+def run_bench(cfg: SearchConfig, steps: int = 3, impls: Sequence[str] = IMPLS) -> list[PathResult]:
+    """One PathResult per formulation in `impls` (reference first if present: the ratios' base)."""
     base = Search.build(cfg)
     batch = base.next_train()
     state = copy.deepcopy(base.state(0))
     base.model.impl = "reference"
     flops = step_flops(base, batch)
     results = []
-    for impl in ("reference", "fast"):
+    for impl in sorted(impls, key=lambda i: i != "reference"):
         base.load_state(copy.deepcopy(state))  # same weights, architecture and optimizer state
         results.append(bench_path(base, impl, batch, steps, flops))
     return results
@@ -119,8 +122,15 @@ def format_results(cfg: SearchConfig, results: list[PathResult]) -> str:
             f"{r.images_per_s:8.1f} {r.gflop_per_step:11.2f} {r.gflops:8.2f} {r.saved_mb:9.1f} "
             f"{r.cuda_peak_mb:8.1f} {r.cpu_step_ms:9.1f}"
         )
-    ref, fast = results
-    lines.append(f"speed-up (search step, reference/fast): "
-                 f"{(ref.weight_ms + ref.arch_ms) / (fast.weight_ms + fast.arch_ms):.2f}x wall, "
-                 f"{ref.cpu_step_ms / fast.cpu_step_ms:.2f}x process CPU time")
+    ref = results[0]
+    for r in results[1:] if ref.impl == "reference" else ():
+        lines.append(f"speed-up (search step, reference/{r.impl}): "
+                     f"{(ref.weight_ms + ref.arch_ms) / (r.weight_ms + r.arch_ms):.2f}x wall, "
+                     f"{ref.cpu_step_ms / r.cpu_step_ms:.2f}x process CPU time")
     return "\n".join(lines)
+
+
+def results_json(cfg: SearchConfig, results: list[PathResult]) -> dict:
+    """The table as data (for scripts such as benchmarks/gpu_check.py)."""
+    return {"device": str(cfg.device), "threads": torch.get_num_threads(), "batch_size": cfg.data.batch_size,
+            "paths": [{**asdict(r), "step_ms": r.weight_ms + r.arch_ms} for r in results]}

@@ -24,7 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch import collectives
-from archsearch.spaces.darts.kernels import dilated_depthwise_weight, scaled_bn
+from archsearch.spaces.darts.kernels import (
+    _engine_wants,
+    depthwise_weight_grad,
+    dilated_depthwise_weight,
+    scaled_bn,
+    to_phases,
+)
 from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, SepConv
 
 
@@ -82,23 +88,63 @@ def grouped_bn(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor, gain: Optional[to
     return y
 
 
-def _depthwise(x: torch.Tensor, convs: Sequence[nn.Conv2d]) -> torch.Tensor:
-    """Depthwise conv p on channel block p of x."""
+class _SharedDepthwise(torch.autograd.Function):
+    """Depthwise conv of x repeated `copies` times over the channels (copy p meets weight block p).
+
+    Only x is kept for backward (the repeat is redone there), so grouping the edges does not
+    multiply the activation memory; the weight gradient is skipped when the engine does not want
+    it (the architecture step's autograd.grad)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, copies: int, stride: int, pad: int, dilation: int):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = copies, stride, pad, dilation
+        return F.conv2d(repeat_channels(x, copies), weight, None, stride, pad, dilation, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        copies, stride, pad, dilation = ctx.conf
+        want_w = ctx.needs_input_grad[1] and _engine_wants(weight)
+        xs = repeat_channels(x, copies)
+        g = weight.shape[0]
+        even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
+        if dilation == 2 and stride == 1 and even and x.device.type == "cpu":
+            # as kernels.dilated_depthwise: oneDNN's dilated backward kernels are slow
+            gx = F.conv2d(grad, weight.flip((2, 3)), None, 1, pad, 2, g) if ctx.needs_input_grad[0] else None
+            gw = depthwise_weight_grad(to_phases(grad), to_phases(xs), weight, pad // 2) if want_w else None
+        else:
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                grad, xs, weight, None, [stride] * 2, [pad] * 2, [dilation] * 2, False, [0, 0], g,
+                [ctx.needs_input_grad[0], want_w, False])
+        if gx is not None:  # the copies' gradients add up
+            n, _, h, w = gx.shape
+            gx = gx.permute(0, 2, 3, 1).reshape(n, h, w, copies, -1).sum(3).permute(0, 3, 1, 2)
+        return gx, gw, None, None, None, None
+
+
+def _depthwise(x: torch.Tensor, convs: Sequence[nn.Conv2d], copies: int) -> torch.Tensor:
+    """Depthwise conv p on channel block p of x, or (copies > 1) on x itself for every p."""
     w = _cat([conv.weight for conv in convs])
     k = convs[0]
+    stride, pad, dil = k.stride[0], k.padding[0], k.dilation[0]
     even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
-    if k.dilation[0] == 2 and even and x.device.type == "cpu":  # oneDNN's dilated backward is slow
-        return dilated_depthwise_weight(x, w, k.stride[0], k.padding[0])
-    return F.conv2d(x, w, None, k.stride, k.padding, k.dilation, w.shape[0])
+    if dil == 2 and stride == 2 and even:  # only pixel phase (0, 0) is read: an undilated conv
+        x, stride, pad, dil = x[:, :, ::2, ::2], 1, pad // 2, 1
+    if copies > 1:
+        if w.requires_grad and torch.is_grad_enabled():
+            w = w.view_as(w)  # a non-leaf, so that backward can ask whether its gradient is wanted
+        return _SharedDepthwise.apply(x, w, copies, stride, pad, dil)
+    if dil == 2 and stride == 1 and even and x.device.type == "cpu":  # oneDNN's dilated backward is slow
+        return dilated_depthwise_weight(x, w, stride, pad)
+    return F.conv2d(x, w, None, stride, pad, dil, w.shape[0])
 
 
 def dil_conv_group(ops: Sequence[DilConv], x: torch.Tensor, gain: Optional[torch.Tensor],
                    shared: bool) -> torch.Tensor:
     """gain * op_p(input) for every op p, given x = relu(input): one input that all read
     (`shared`) or one channel block per op."""
-    if shared:
-        x = repeat_channels(x, len(ops))
-    y = _depthwise(x, [op[1] for op in ops])
+    y = _depthwise(x, [op[1] for op in ops], len(ops) if shared else 1)
     y = F.conv2d(y, _cat([op[2].weight for op in ops]), None, 1, 0, 1, len(ops))  # grouped 1x1
     return grouped_bn([op[3] for op in ops], y, gain)
 
@@ -136,34 +182,32 @@ def _index(flat: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.tensor(flat, dtype=torch.long, device=device)
 
 
-def _gains(w: torch.Tensor, cells: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """w[e, i] for every (e, i), as one gather."""
-    return w.reshape(-1).index_select(0, _index(tuple(e * w.shape[1] + i for e, i in cells), w.device))
-
-
-def _per_channel(g: torch.Tensor, c: int) -> torch.Tensor:
-    return g.unsqueeze(1).expand(g.shape[0], c).reshape(-1)
-
-
 def edge_group(edges: nn.ModuleList, ids: Sequence[int], xa: torch.Tensor, xr: torch.Tensor,
                shared: dict[str, torch.Tensor], w: torch.Tensor, active: Sequence[Sequence[int]]
                ) -> list[torch.Tensor]:
     """For each edge e in `ids` (all reading xa, xr = relu(xa)): sum of w[e, i] * op_i(xa) over its
     active ops. `shared` maps names of parameter-free ops to their output on xa (cell pools)."""
-    s = len(ids)
+    s, c = len(ids), xa.shape[1]
     members: dict[str, list[tuple[int, int]]] = {}  # op name -> (position in ids, op index)
     for p, e in enumerate(ids):
         for i in active[e]:
             members.setdefault(edges[e].op_names[i], []).append((p, i))
-    c = xa.shape[1]
+    cells = [(ids[p], i) for mem in members.values() for p, i in mem]
+    if not cells:
+        return [xa[:, :, :: edges[e].stride, :: edges[e].stride].mul(0.0) for e in ids]
+    # every weight the group uses, gathered once, and once more repeated per channel for the BN gains
+    gains = w.reshape(-1).index_select(0, _index(tuple(e * w.shape[1] + i for e, i in cells), w.device))
+    per_channel = gains.unsqueeze(1).expand(len(cells), c).reshape(-1)
     total = None  # (N, H, W, s*C): the ops every edge of the group runs
     extra: list[list[torch.Tensor]] = [[] for _ in ids]
+    at = 0
     for name, mem in members.items():
         everyone = [p for p, _ in mem] == list(range(s))
         op = edges[ids[mem[0][0]]].ops[mem[0][1]]
-        gains = _gains(w, [(ids[p], i) for p, i in mem])
+        g = gains[at: at + len(mem)]
         if type(op) in GROUPED and len(mem) > 1:
-            y = GROUPED[type(op)]([edges[ids[p]].ops[i] for p, i in mem], xr, _per_channel(gains, c))
+            y = GROUPED[type(op)]([edges[ids[p]].ops[i] for p, i in mem], xr,
+                                  per_channel[at * c: (at + len(mem)) * c])
             if everyone:
                 y = y.permute(0, 2, 3, 1)
                 total = y if total is None else total + y
@@ -172,18 +216,20 @@ def edge_group(edges: nn.ModuleList, ids: Sequence[int], xa: torch.Tensor, xr: t
                     extra[p].append(y[:, q * c: (q + 1) * c])
         elif everyone and s > 1 and (name in shared or isinstance(op, nn.Identity)):
             src = (shared[name] if name in shared else xa).permute(0, 2, 3, 1).unsqueeze(3)
-            g = gains.to(src.dtype).view(s, 1)
+            g = g.to(src.dtype).view(s, 1)
             if total is None:
                 total = (src * g).flatten(3)
             else:
                 n, h, wd, _ = total.shape
                 total = torch.addcmul(total.reshape(n, h, wd, s, c), src, g).flatten(3)
         else:
-            for p, i in mem:
-                extra[p].append(edges[ids[p]]._term(i, w[ids[p], i], xa, xr, shared))
+            for q, (p, i) in enumerate(mem):
+                extra[p].append(edges[ids[p]]._term(i, g[q], xa, xr, shared))
+        at += len(mem)
+    blocks = [None] * s if total is None else [t.permute(0, 3, 1, 2) for t in total.split(c, dim=3)]
     outs = []
     for p, e in enumerate(ids):
-        terms = extra[p] if total is None else [total[..., p * c: (p + 1) * c].permute(0, 3, 1, 2), *extra[p]]
+        terms = [t for t in (blocks[p], *extra[p]) if t is not None]
         if not terms:  # every weight is zero: the edge contributes zeros
             st = edges[e].stride
             terms = [xa[:, :, ::st, ::st].mul(0.0)]

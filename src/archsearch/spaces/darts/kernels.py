@@ -150,8 +150,14 @@ def shared_bn(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor) -> Optional[torch.
     out, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
     with torch.no_grad():
         var = (invstd.pow(-2) - eps) * (n / max(n - 1, 1))  # unbiased, as BatchNorm2d stores
-        for bn in bns:
-            m = _momentum(bn)
-            bn.running_mean.lerp_(mean, m)
-            bn.running_var.lerp_(var, m)
+        m = bns[0].momentum
+        if m is None or any(bn.momentum != m for bn in bns):
+            for bn in bns:
+                m = _momentum(bn)
+                bn.running_mean.lerp_(mean, m)
+                bn.running_var.lerp_(var, m)
+        else:  # one multi-tensor kernel per statistic (fewer launches on a GPU)
+            torch._foreach_add_([bn.num_batches_tracked for bn in bns], 1)
+            torch._foreach_lerp_([bn.running_mean for bn in bns], [mean] * len(bns), m)
+            torch._foreach_lerp_([bn.running_var for bn in bns], [var] * len(bns), m)
     return out

@@ -259,3 +259,28 @@ def test_shared_depthwise_is_the_conv_of_the_repeated_input(stride, dilation, si
     for a, b in zip(torch.autograd.grad(y, params, g), want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(torch.autograd.grad(batched._depthwise(x, convs, 3), x, g)[0], want[0])
+
+
+@pytest.mark.parametrize("impl", ["fast", "batched"])
+def test_paths_train_under_bf16_autocast(impl):
+    """bfloat16 autocast (CPU here, CUDA in test_cuda.py): the custom backwards meet one dtype, the
+    BN gains and statistics stay float32, and the result is the reference's within bf16 rounding."""
+    torch.manual_seed(0)
+    names = {kind: [list(DARTS_OPS)] * 14 for kind in ("normal", "reduce")}
+    net = DartsSupernet(names, 3, lambda c: classifier_head(c, 3), init_channels=4, layers=3, impl=impl)
+    ref = copy.deepcopy(net)
+    ref.impl = "reference"
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 3, (4,))
+    alphas = {k: (1e-3 * torch.randn(14, 8)).requires_grad_() for k in ("normal", "reduce")}
+    out = []
+    for m, amp in ((net, True), (ref, False)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(m(x, {k: torch.softmax(v, -1) for k, v in alphas.items()}).float(), y)
+        grads = torch.autograd.grad(loss, [*alphas.values(), *m.parameters()], allow_unused=True)
+        out.append((loss.detach(), grads))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=2e-2, atol=2e-2)
+    for a, b, p in zip(out[0][1], out[1][1], [*alphas.values(), *net.parameters()]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.dtype == p.dtype and torch.isfinite(a).all()
+    assert all(b.dtype in (torch.float32, torch.int64) for b in net.buffers())

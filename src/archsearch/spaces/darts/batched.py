@@ -26,6 +26,7 @@ from torch import nn
 from archsearch import collectives
 from archsearch.spaces.darts.kernels import (
     _engine_wants,
+    autocast_inputs,
     depthwise_weight_grad,
     dilated_depthwise_weight,
     scaled_bn,
@@ -97,15 +98,17 @@ class _SharedDepthwise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, copies: int, stride: int, pad: int, dilation: int):
-        ctx.save_for_backward(x, weight)
+        xc, wc = autocast_inputs(x, weight)
+        ctx.save_for_backward(xc, wc, weight)
         ctx.conf = copies, stride, pad, dilation
-        return F.conv2d(repeat_channels(x, copies), weight, None, stride, pad, dilation, weight.shape[0])
+        return F.conv2d(repeat_channels(xc, copies), wc, None, stride, pad, dilation, wc.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
+        x, weight, weight_in = ctx.saved_tensors
         copies, stride, pad, dilation = ctx.conf
-        want_w = ctx.needs_input_grad[1] and _engine_wants(weight)
+        grad = grad.to(x.dtype)
+        want_w = ctx.needs_input_grad[1] and _engine_wants(weight_in)
         xs = repeat_channels(x, copies)
         g = weight.shape[0]
         even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
@@ -120,7 +123,7 @@ class _SharedDepthwise(torch.autograd.Function):
         if gx is not None:  # the copies' gradients add up
             n, _, h, w = gx.shape
             gx = gx.permute(0, 2, 3, 1).reshape(n, h, w, copies, -1).sum(3).permute(0, 3, 1, 2)
-        return gx, gw, None, None, None, None
+        return gx, None if gw is None else gw.to(weight_in.dtype), None, None, None, None
 
 
 def _depthwise(x: torch.Tensor, convs: Sequence[nn.Conv2d], copies: int) -> torch.Tensor:

@@ -243,22 +243,25 @@ def test_grouped_bn_is_each_module_on_its_block(momentum):
     torch.testing.assert_close(grouped_bn(bns, x), expect)  # eval: each module's running statistics
 
 
-@pytest.mark.parametrize("stride,dilation,size", [(1, 1, 8), (2, 1, 8), (1, 2, 8), (1, 2, 7), (2, 2, 7)])
-def test_shared_depthwise_is_the_conv_of_the_repeated_input(stride, dilation, size):
-    """Edges leaving one state: one depthwise conv over their concatenated weights; only the
-    unrepeated input is kept for backward; the input gradient alone (weight gradient unwanted) is right."""
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("stride,dilation,size", [(1, 1, 8), (2, 1, 8), (1, 2, 8), (2, 2, 8), (1, 2, 7), (2, 2, 7),
+                                                  (1, 1, 3)])
+def test_grouped_depthwise_is_the_conv_of_each_block(shared, stride, dilation, size):
+    """Edges leaving one state: one depthwise conv over their concatenated weights, on the shared
+    input repeated per edge or on one block per edge; only the unrepeated input is kept for
+    backward; the input gradient alone (weight gradient unwanted) is right too."""
     convs = [torch.nn.Conv2d(4, 4, 3, stride, dilation, dilation, groups=4, bias=False).to(DT) for _ in range(3)]
-    x = torch.randn(2, 4, size, size, dtype=DT).contiguous(memory_format=CL).requires_grad_()
-    y = batched._depthwise(x, convs, 3)
+    x = torch.randn(2, 4 if shared else 12, size, size, dtype=DT).contiguous(memory_format=CL).requires_grad_()
+    y = batched._depthwise(x, convs, shared)
     w = torch.cat([c.weight for c in convs])
-    expect = F.conv2d(x.repeat(1, 3, 1, 1), w, None, stride, dilation, dilation, 12)
+    expect = F.conv2d(x.repeat(1, 3, 1, 1) if shared else x, w, None, stride, dilation, dilation, 12)
     torch.testing.assert_close(y, expect)
     g = torch.randn_like(expect)
     params = [x] + [c.weight for c in convs]
     want = torch.autograd.grad(expect, params, g)
     for a, b in zip(torch.autograd.grad(y, params, g), want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(torch.autograd.grad(batched._depthwise(x, convs, 3), x, g)[0], want[0])
+    torch.testing.assert_close(torch.autograd.grad(batched._depthwise(x, convs, shared), x, g)[0], want[0])
 
 
 @pytest.mark.parametrize("impl", ["fast", "batched"])

@@ -28,7 +28,6 @@ from archsearch.spaces.darts.kernels import (
     _engine_wants,
     autocast_inputs,
     depthwise_weight_grad,
-    dilated_depthwise_weight,
     scaled_bn,
     to_phases,
 )
@@ -89,65 +88,75 @@ def grouped_bn(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor, gain: Optional[to
     return y
 
 
-class _SharedDepthwise(torch.autograd.Function):
-    """Depthwise conv of x repeated `copies` times over the channels (copy p meets weight block p).
+class _GroupedDepthwise(torch.autograd.Function):
+    """Depthwise conv with weight block p (of `blocks`) on channel block p of x or, if `shared`, on
+    x itself repeated once per block (the edges leaving one state read one input).
 
-    Only x is kept for backward (the repeat is redone there), so grouping the edges does not
-    multiply the activation memory; the weight gradient is skipped when the engine does not want
-    it (the architecture step's autograd.grad)."""
+    Only x is kept for backward (a repeat is redone there), so grouping edges does not multiply
+    the activation memory; the weight gradient is skipped when the engine does not want it (the
+    architecture step's autograd.grad). On CPU a stride-1 backward avoids oneDNN's depthwise
+    backward, which slows down several-fold on many channels (BENCHMARKS.md): the input gradient
+    is a conv with the flipped kernel, the weight gradient one block (one edge) at a time."""
 
     @staticmethod
-    def forward(ctx, x, weight, copies: int, stride: int, pad: int, dilation: int):
+    def forward(ctx, x, weight, blocks: int, shared: bool, stride: int, pad: int, dilation: int):
         xc, wc = autocast_inputs(x, weight)
         ctx.save_for_backward(xc, wc, weight)
-        ctx.conf = copies, stride, pad, dilation
-        return F.conv2d(repeat_channels(xc, copies), wc, None, stride, pad, dilation, wc.shape[0])
+        ctx.conf = blocks, shared, stride, pad, dilation
+        xs = repeat_channels(xc, blocks) if shared else xc
+        return F.conv2d(xs, wc, None, stride, pad, dilation, wc.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, weight_in = ctx.saved_tensors
-        copies, stride, pad, dilation = ctx.conf
+        blocks, shared, stride, pad, dilation = ctx.conf
         grad = grad.to(x.dtype)
-        want_w = ctx.needs_input_grad[1] and _engine_wants(weight_in)
-        xs = repeat_channels(x, copies)
+        want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and _engine_wants(weight_in)
         g = weight.shape[0]
-        even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
-        if dilation == 2 and stride == 1 and even and x.device.type == "cpu":
-            # as kernels.dilated_depthwise: oneDNN's dilated backward kernels are slow
-            gx = F.conv2d(grad, weight.flip((2, 3)), None, 1, pad, 2, g) if ctx.needs_input_grad[0] else None
-            gw = depthwise_weight_grad(to_phases(grad), to_phases(xs), weight, pad // 2) if want_w else None
+        if stride == 1 and x.device.type == "cpu":
+            gx = F.conv2d(grad, weight.flip((2, 3)), None, 1, pad, dilation, g) if want_x else None
+            c = g // blocks
+            gw = torch.cat([_block_weight_grad(grad[:, p * c: (p + 1) * c], x if shared else x[:, p * c: (p + 1) * c],
+                                               weight[p * c: (p + 1) * c], pad, dilation)
+                            for p in range(blocks)]) if want_w else None
         else:
             gx, gw, _ = torch.ops.aten.convolution_backward(
-                grad, xs, weight, None, [stride] * 2, [pad] * 2, [dilation] * 2, False, [0, 0], g,
-                [ctx.needs_input_grad[0], want_w, False])
-        if gx is not None:  # the copies' gradients add up
+                grad, repeat_channels(x, blocks) if shared else x, weight, None, [stride] * 2, [pad] * 2,
+                [dilation] * 2, False, [0, 0], g, [want_x, want_w, False])
+        if gx is not None and shared:  # the copies' gradients add up
             n, _, h, w = gx.shape
-            gx = gx.permute(0, 2, 3, 1).reshape(n, h, w, copies, -1).sum(3).permute(0, 3, 1, 2)
-        return gx, None if gw is None else gw.to(weight_in.dtype), None, None, None, None
+            gx = gx.permute(0, 2, 3, 1).reshape(n, h, w, blocks, -1).sum(3).permute(0, 3, 1, 2)
+        return gx, None if gw is None else gw.to(weight_in.dtype), None, None, None, None, None
 
 
-def _depthwise(x: torch.Tensor, convs: Sequence[nn.Conv2d], copies: int) -> torch.Tensor:
-    """Depthwise conv p on channel block p of x, or (copies > 1) on x itself for every p."""
+def _block_weight_grad(grad, x, weight, pad: int, dilation: int) -> torch.Tensor:
+    """Weight gradient of one stride-1 "same" depthwise conv (CPU): dilation 2 on even maps as an
+    undilated one over the pixel phases, as kernels.dilated_depthwise does."""
+    if dilation == 1:
+        return depthwise_weight_grad(grad, x, weight, pad)
+    if dilation == 2 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+        return depthwise_weight_grad(to_phases(grad), to_phases(x), weight, pad // 2)
+    return torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], [pad, pad], [dilation] * 2, False,
+                                               [0, 0], weight.shape[0], [False, True, False])[1]
+
+
+def _depthwise(x: torch.Tensor, convs: Sequence[nn.Conv2d], shared: bool) -> torch.Tensor:
+    """Depthwise conv p on channel block p of x, or (shared) on x itself for every p."""
     w = _cat([conv.weight for conv in convs])
     k = convs[0]
     stride, pad, dil = k.stride[0], k.padding[0], k.dilation[0]
-    even = x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
-    if dil == 2 and stride == 2 and even:  # only pixel phase (0, 0) is read: an undilated conv
-        x, stride, pad, dil = x[:, :, ::2, ::2], 1, pad // 2, 1
-    if copies > 1:
-        if w.requires_grad and torch.is_grad_enabled():
-            w = w.view_as(w)  # a non-leaf, so that backward can ask whether its gradient is wanted
-        return _SharedDepthwise.apply(x, w, copies, stride, pad, dil)
-    if dil == 2 and stride == 1 and even and x.device.type == "cpu":  # oneDNN's dilated backward is slow
-        return dilated_depthwise_weight(x, w, stride, pad)
-    return F.conv2d(x, w, None, stride, pad, dil, w.shape[0])
+    if dil == 2 and stride == 2 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+        x, stride, pad, dil = x[:, :, ::2, ::2], 1, pad // 2, 1  # only pixel phase (0, 0) is read
+    if w.requires_grad and torch.is_grad_enabled():
+        w = w.view_as(w)  # a non-leaf, so that backward can ask whether its gradient is wanted
+    return _GroupedDepthwise.apply(x, w, len(convs), shared, stride, pad, dil)
 
 
 def dil_conv_group(ops: Sequence[DilConv], x: torch.Tensor, gain: Optional[torch.Tensor],
                    shared: bool) -> torch.Tensor:
     """gain * op_p(input) for every op p, given x = relu(input): one input that all read
     (`shared`) or one channel block per op."""
-    y = _depthwise(x, [op[1] for op in ops], len(ops) if shared else 1)
+    y = _depthwise(x, [op[1] for op in ops], shared)
     y = F.conv2d(y, _cat([op[2].weight for op in ops]), None, 1, 0, 1, len(ops))  # grouped 1x1
     return grouped_bn([op[3] for op in ops], y, gain)
 

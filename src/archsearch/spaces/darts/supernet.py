@@ -287,7 +287,7 @@ class DartsSupernet(nn.Module):
             live = self._nonzero_ops[kind]
             w = weights[kind]
             if not w.requires_grad:
-                nz = (w != 0).cpu()  # one host sync per cell type and forward
-                live = [[i for i in row if nz[e, i]] for e, row in enumerate(live)]
+                nz = (w != 0).tolist()  # one host sync per cell type and forward
+                live = [[i for i in row if nz[e][i]] for e, row in enumerate(live)]
             out[kind] = live
         return out

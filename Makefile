@@ -6,13 +6,18 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: search test install data
+.PHONY: search test install data gpu-check
 
 search: install data
 	$(VENV)/bin/archsearch search darts_fashionmnist
 
 test: install
 	$(PY) -m pytest
+
+# On a machine with a CUDA GPU: environment, `pytest -m cuda`, archsearch bench, one epoch each of
+# DARTS-1st / PC-DARTS / VIM-NAS search and of train_cifar10 (BENCHMARKS.md, "GPU check").
+gpu-check: install
+	$(PY) benchmarks/gpu_check.py results/gpu-check
 
 install: $(VENV)/.installed
 

@@ -38,22 +38,34 @@ def _engine_wants(t: torch.Tensor) -> bool:
         return True
 
 
+def autocast_inputs(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and weight in autocast's dtype when it is on: a custom Function's backward runs outside
+    autocast, so it must find its saved tensors (and the incoming gradient) in one dtype."""
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        dt = torch.get_autocast_dtype(dev)
+        return x.to(dt), weight.to(dt)
+    return x, weight
+
+
 class _DilatedDepthwise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, pad: int):
-        ctx.save_for_backward(x, weight)
+        xc, wc = autocast_inputs(x, weight)
+        ctx.save_for_backward(xc, wc, weight)
         ctx.pad = pad
-        return F.conv2d(x, weight, None, 1, pad, 2, weight.shape[0])
+        return F.conv2d(xc, wc, None, 1, pad, 2, wc.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
+        x, weight, weight_in = ctx.saved_tensors
         pad, c = ctx.pad, weight.shape[0]
+        grad = grad.to(x.dtype)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:  # transposed "same" conv = correlation with the flipped kernel
             grad_x = F.conv2d(grad, weight.flip((2, 3)), None, 1, pad, 2, c)
-        if ctx.needs_input_grad[1] and _engine_wants(weight):
-            grad_w = depthwise_weight_grad(to_phases(grad), to_phases(x), weight, pad // 2)
+        if ctx.needs_input_grad[1] and _engine_wants(weight_in):
+            grad_w = depthwise_weight_grad(to_phases(grad), to_phases(x), weight, pad // 2).to(weight_in.dtype)
         return grad_x, grad_w, None
 
 
@@ -87,17 +99,20 @@ def depthwise_weight_grad(grad, x, weight, pad: int) -> torch.Tensor:
 
 
 def dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """`conv` (depthwise, dilation 2, "same" padding) applied to x with even height and width.
+    """`conv` (depthwise, dilation 2, "same" padding) applied to x with even height and width."""
+    return dilated_depthwise_weight(x, conv.weight, conv.stride[0], conv.padding[0])
+
+
+def dilated_depthwise_weight(x: torch.Tensor, weight: torch.Tensor, stride: int, pad: int) -> torch.Tensor:
+    """A depthwise dilation-2 "same" conv of x (even height and width) with `weight` (C, 1, k, k).
 
     With stride 2 only pixel phase (0, 0) is read, so it is an undilated conv on x[::2, ::2].
     """
-    pad = conv.padding[0]
-    if conv.stride[0] == 2:
-        return F.conv2d(x[:, :, ::2, ::2], conv.weight, None, 1, pad // 2, 1, conv.groups)
-    w = conv.weight
-    if w.requires_grad and torch.is_grad_enabled():
-        w = w.view_as(w)  # a non-leaf, so that backward can ask whether its gradient is wanted
-    return _DilatedDepthwise.apply(x, w, pad)
+    if stride == 2:
+        return F.conv2d(x[:, :, ::2, ::2], weight, None, 1, pad // 2, 1, weight.shape[0])
+    if weight.requires_grad and torch.is_grad_enabled():
+        weight = weight.view_as(weight)  # a non-leaf, so that backward can ask whether its gradient is wanted
+    return _DilatedDepthwise.apply(x, weight, pad)
 
 
 def pointwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -127,8 +142,10 @@ def scaled_bn(bn: nn.BatchNorm2d, x: torch.Tensor, scale: Optional[torch.Tensor]
     if bn.training and bn.track_running_stats:
         m = _momentum(bn)
     # materialised: the channels-last CPU BN backward misreads a stride-0 (expanded) weight
-    # (x's dtype: a 0-dim weight times a tensor takes the tensor's dtype)
-    gain = scale.to(x.dtype).expand(x.shape[1]).contiguous()
+    # (x's dtype: a 0-dim weight times a tensor takes the tensor's dtype; under autocast, where x
+    # may be bfloat16, the statistics' dtype, which mixed-precision batch norm wants)
+    dtype = x.dtype if bn.running_mean is None else bn.running_mean.dtype
+    gain = scale.to(dtype).expand(x.shape[1]).contiguous()
     if collectives.is_global(bn):  # under torchrun with sync_bn: the global batch's statistics
         return collectives.global_batch_norm(x, bn.running_mean, bn.running_var, gain, None, m, bn.eps)
     return F.batch_norm(x, bn.running_mean, bn.running_var, gain, None, _batch_stats(bn), m, bn.eps)
@@ -147,8 +164,16 @@ def shared_bn(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor) -> Optional[torch.
     out, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
     with torch.no_grad():
         var = (invstd.pow(-2) - eps) * (n / max(n - 1, 1))  # unbiased, as BatchNorm2d stores
-        for bn in bns:
-            m = _momentum(bn)
-            bn.running_mean.lerp_(mean, m)
-            bn.running_var.lerp_(var, m)
+        # (under autocast x, hence the moments, may be bfloat16; the statistics keep their dtype)
+        mean, var = mean.to(bns[0].running_mean.dtype), var.to(bns[0].running_var.dtype)
+        m = bns[0].momentum
+        if m is None or any(bn.momentum != m for bn in bns):
+            for bn in bns:
+                m = _momentum(bn)
+                bn.running_mean.lerp_(mean, m)
+                bn.running_var.lerp_(var, m)
+        else:  # one multi-tensor kernel per statistic (fewer launches on a GPU)
+            torch._foreach_add_([bn.num_batches_tracked for bn in bns], 1)
+            torch._foreach_lerp_([bn.running_mean for bn in bns], [mean] * len(bns), m)
+            torch._foreach_lerp_([bn.running_var for bn in bns], [var] * len(bns), m)
     return out

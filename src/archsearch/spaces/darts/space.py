@@ -27,6 +27,7 @@ class Stem(Choice):
 class Impl(Choice):
     fast = "fast"
     reference = "reference"  # every op evaluated and summed, as in the papers
+    batched = "batched"  # the fast path with each op run once for all edges leaving a state (GPUs)
 
 
 @dataclass

@@ -4,13 +4,15 @@ The supernet owns only the network weights. The architecture weights arrive with
 as a dict {"normal": (edges, ops), "reduce": (edges, ops)} and, for edge normalisation,
 {"normal_edges": (edges,), "reduce_edges": (edges,)}; the strategy decides where they come from.
 
-Two formulations are kept: `reference` evaluates every candidate of every edge and sums them
+Three formulations are kept: `reference` evaluates every candidate of every edge and sums them
 (the papers' code); `fast` runs channels-last, computes relu of each cell state once for every
 op and edge reading it, computes the pools (+ BN) of each state once for every edge reading it,
 folds each op's architecture weight into its final BN, runs 1x1 convs as GEMMs and dilated convs
 with a phase-decomposed backward (kernels.py), never runs the `none` op (its output is zero),
 and skips candidates whose weight is exactly zero when no gradient is wanted for the weights
-(one-hot paths). Both compute the same function.
+(one-hot paths); `batched` is `fast` with each candidate op run once for all the edges leaving
+a state, as grouped kernels (batched.py: fewer, larger kernels for a launch-bound GPU). All
+compute the same function on the same state_dict.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archsearch.errors import ConfigError
+from archsearch.spaces.darts.batched import edge_group
 from archsearch.spaces.darts.genotype import edge_sources
 from archsearch.spaces.darts.kernels import shared_bn
 from archsearch.spaces.darts.ops import DilConv, FactorizedReduce, PoolBN, ReLUConvBN, Zero, create_op
@@ -74,6 +77,11 @@ class MixedEdge(nn.Module):
             y = add_all(self._term(i, w[i], xa, xr, shared) for i in idx)
         else:  # every weight is zero: the edge contributes zeros (plus the bypass)
             y = xa[:, :, :: self.stride, :: self.stride].mul(0.0)
+        return self.bypass(x, y)
+
+    def bypass(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The edge's output given y, the ops' weighted sum on the first C/K channels of x."""
+        k = self.partial
         if k == 1:
             return y
         xb = x[:, x.shape[1] // k :]
@@ -90,6 +98,8 @@ class MixedEdge(nn.Module):
 
 
 class SearchCell(nn.Module):
+    batched = False  # set by the supernet: run the edges leaving each state as one group (batched.py)
+
     def __init__(self, op_names, nodes, c_pp, c_p, c, reduction, reduction_prev, partial):
         super().__init__()
         self.reduction = reduction
@@ -112,6 +122,7 @@ class SearchCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relus: dict[int, torch.Tensor] = {}
         pools: dict[int, dict[str, torch.Tensor]] = {}
+        groups: dict[int, dict[int, torch.Tensor]] = {}  # batched: per state, each outgoing edge's op sum
         c_ops = states[0].shape[1] // self.edges[0].partial
         e = 0
         for i in range(self.nodes):
@@ -123,7 +134,14 @@ class SearchCell(nn.Module):
                     if j not in relus:
                         relus[j] = F.relu(states[j][:, :c_ops])
                         pools[j] = self._shared_pools(j, states[j][:, :c_ops], active)
-                    out = self.edges[e](states[j], w[e], active[e], relus[j], pools[j])
+                        if self.batched:
+                            groups[j] = dict(zip(self.edges_from[j], edge_group(
+                                self.edges, self.edges_from[j], states[j][:, :c_ops], relus[j], pools[j],
+                                w, active)))
+                    if self.batched:
+                        out = self.edges[e].bypass(states[j], groups[j][e])
+                    else:
+                        out = self.edges[e](states[j], w[e], active[e], relus[j], pools[j])
                 terms.append(out if edge_w is None else edge_w[e] * out)
                 e += 1
             states.append(sum(terms) if active is None else add_all(terms))
@@ -143,6 +161,10 @@ class SearchCell(nn.Module):
             if y is not None:
                 out[name] = y
         return out
+
+
+# supernet formulations, all computing the same function (module docstring)
+IMPLS = ("fast", "reference", "batched")
 
 
 def cifar_stem(in_channels: int, c: int) -> nn.Module:
@@ -234,16 +256,18 @@ class DartsSupernet(nn.Module):
 
     @impl.setter
     def impl(self, value: str) -> None:
-        if value not in ("fast", "reference"):
-            raise ValueError(f"impl must be fast or reference, got {value!r}")
+        if value not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {value!r}")
         self._impl = value
         for m in self.modules():
             if isinstance(m, DilConv):
-                m.fast = value == "fast"
+                m.fast = value != "reference"
+            elif isinstance(m, SearchCell):
+                m.batched = value == "batched"
 
     def features(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         active = self._active(weights)
-        if self.impl == "fast":  # depthwise convs are several times faster channels-last on CPU
+        if self.impl != "reference":  # depthwise convs are several times faster channels-last on CPU
             x = x.contiguous(memory_format=torch.channels_last)
         s0, s1 = self.stem(x) if self.imagenet_stem else (self.stem(x),) * 2
         for cell in self.cells:
@@ -270,7 +294,7 @@ class DartsSupernet(nn.Module):
             live = self._nonzero_ops[kind]
             w = weights[kind]
             if not w.requires_grad:
-                nz = (w != 0).cpu()  # one host sync per cell type and forward
-                live = [[i for i in row if nz[e, i]] for e, row in enumerate(live)]
+                nz = (w != 0).tolist()  # one host sync per cell type and forward
+                live = [[i for i in row if nz[e][i]] for e, row in enumerate(live)]
             out[kind] = live
         return out

@@ -166,3 +166,21 @@ def test_checkpoint_without_run_record_is_refused(tmp_path, capsys):
     assert rc == 2
     assert "holds no run.json" in one_line_error(capsys)
     assert (out / "checkpoint.pt").read_bytes() == ckpt
+
+
+@pytest.mark.parametrize("impl", ["fast", "batched"])
+def test_bf16_search_derives_a_valid_genotype(tmp_path, impl):
+    from archsearch.spaces.darts.genotype import Genotype
+
+    rc, out = _search(tmp_path, "amp=bf16", f"space.impl={impl}", "steps_per_epoch=3", "optim.epochs=1")
+    assert rc == 0
+    g = Genotype.load(out / "genotype.json")
+    assert len(g.normal) == len(g.reduce) == 8
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert all(v.dtype == torch.float32 for v in ckpt["strategy"].values() if v.is_floating_point())
+
+
+def test_bf16_and_float64_together_are_refused(tmp_path, capsys):
+    rc, out = _search(tmp_path, "amp=bf16", "precision=float64")
+    assert rc == 2 and "amp=bf16 and precision=float64" in one_line_error(capsys)
+    assert not out.exists()

@@ -2,11 +2,14 @@
 
 import pytest
 import torch
-from helpers import context, tiny_setup
+import torch.nn.functional as F
+from helpers import context, tiny_setup, tiny_space
 from torch import nn
 
-from archsearch.config import load_config
+from archsearch.config import StrategyConfig, component, load_config
 from archsearch.errors import ConfigError
+from archsearch.objectives.supervised import classifier_head
+from archsearch.strategies import create_strategy
 from archsearch.strategies.base import forward_loss
 from archsearch.strategies.pcdarts import node_softmax
 
@@ -122,3 +125,28 @@ def test_unknown_strategy_and_bad_order_are_refused_when_the_config_loads():
         load_config(None, ["strategy.name=dart"])
     with pytest.raises(ConfigError, match=r"strategy.order must be >= 1 and <= 2, got 3"):
         load_config(None, ["strategy.order=3"])
+
+
+@pytest.mark.parametrize("strategy,partial,seed", [("darts", 1, 0), ("darts", 1, 1), ("pcdarts", 2, 2)])
+def test_bf16_autocast_architecture_gradient_is_close_to_float32(strategy, partial, seed):
+    """Same state, same batch (C=8, 5 cells, 32 images of 16 px): the bf16 architecture gradient points
+    the float32 way (cosine >= 0.97) within 30 % in norm of the difference. At initialisation an alpha's
+    gradient is a small difference of the ops' large contributions, which bf16's 8-bit mantissa
+    rounds: measured 13-22 % and cosine 0.976-0.993 over darts/pcdarts and three seeds. Alphas and
+    their gradients stay float32."""
+    torch.manual_seed(seed)
+    sp = tiny_space("darts", C=8, layers=5, partial_channels=partial)
+    model = sp.build_supernet(3, 16, lambda c: classifier_head(c, 10))
+    strat = create_strategy(component(StrategyConfig, strategy), sp)
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(32, 3, 16, 16, generator=g), torch.randint(0, 10, (32,), generator=g)
+
+    def arch_grad(amp: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(model(x, strat.weights()).float(), y)
+            return torch.cat([t.flatten() for t in torch.autograd.grad(loss, list(strat.parameters()))])
+
+    g32, g16 = arch_grad(False), arch_grad(True)
+    assert g16.dtype == torch.float32 and all(p.dtype == torch.float32 for p in strat.parameters())
+    assert F.cosine_similarity(g16, g32, dim=0).item() >= 0.97
+    assert ((g16 - g32).norm() / g32.norm()).item() <= 0.3

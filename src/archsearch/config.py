@@ -170,6 +170,11 @@ class Precision(Choice):
     float64 = "float64"
 
 
+class Amp(Choice):
+    none = "none"
+    bf16 = "bf16"
+
+
 @dataclass
 class OptimConfig:
     """The supernet weights' SGD and its cosine schedule."""
@@ -189,6 +194,8 @@ class SearchConfig:
     seed: int = 2
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     precision: Precision = opt(Precision.float32, "float64: numerical checks (rounding no longer flips ReLU kinks)")
+    amp: Amp = opt(Amp.none, "bf16: autocast the supernet's forward and backward to bfloat16 (CPU and CUDA); "
+                             "the parameters, the architecture optimizer and the BN statistics stay float32")
     sync_bn: bool = opt(True, "under torchrun: batch norm over the global batch (reproduces one process; one "
                               "all-reduce per BN layer and pass) or, false, over each rank's slice")
     steps_per_epoch: int = opt(0, "0 = one pass over the train split", low=0)
@@ -206,6 +213,8 @@ class SearchConfig:
         from archsearch.strategies.base import check_pair
 
         check_pair(self.strategy.name, self.space.name)
+        if self.amp != Amp.none and self.precision == Precision.float64:
+            raise ConfigError("amp=bf16 and precision=float64 contradict each other; choose one")
 
 
 class Schedule(Choice):

@@ -44,13 +44,14 @@ def _timed_steps(s: Search, batch, steps: int, arch: bool) -> tuple[float, float
     ctx = s.context(0)
     ctx.arch_update = arch
     ctx.next_val = lambda: batch
-    for _ in range(2):  # warm-up: allocator, caches, compiled kernels
-        s.strategy.step(ctx, batch)
-    synchronize(s.device)
-    t, c = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        s.strategy.step(ctx, batch)
-    synchronize(s.device)
+    with s.autocast():  # amp=bf16 times the bf16 step
+        for _ in range(2):  # warm-up: allocator, caches, compiled kernels
+            s.strategy.step(ctx, batch)
+        synchronize(s.device)
+        t, c = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            s.strategy.step(ctx, batch)
+        synchronize(s.device)
     return (time.perf_counter() - t) / steps, (time.process_time() - c) / steps
 
 
@@ -64,7 +65,7 @@ def _saved_bytes(s: Search, batch) -> int:
         return t
 
     inputs, targets = s.objective.prepare(*batch)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), s.autocast():
         loss = s.objective.loss(s.model(inputs, s.strategy.weights()), targets)
     loss.backward()
     s.model.zero_grad(set_to_none=True)

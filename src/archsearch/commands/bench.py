@@ -33,7 +33,6 @@ def run(args) -> int:
         print(format_train_bench(run_train_bench(cfg, steps=args.steps)))
     else:
         from archsearch.bench.search import format_results, results_json, run_bench
-        from archsearch.errors import ConfigError
         from archsearch.spaces.darts.supernet import IMPLS
         from archsearch.utils.io import atomic_write_json
 

@@ -104,6 +104,16 @@ class Search:
             epoch=step / self.steps_per_epoch, seed=self.cfg.seed, next_val=self.next_val,
         )
 
+    def autocast(self):
+        """bf16 autocast of everything a step computes when `amp=bf16` (parameters stay float32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
+
+    def step(self, step: int) -> dict[str, float]:
+        """One search iteration of the strategy on the next train batch."""
+        ctx = self.context(step)
+        with self.autocast():
+            return self.strategy.step(ctx, self.next_train())
+
     def next_val(self):
         return self._to_device(self.data.val.next())
 
@@ -157,7 +167,9 @@ class Search:
         for _ in range(n):
             x, y = self.next_val()
             inputs, targets = self.objective.prepare(x, y)
-            out = self.model(inputs, weights)
+            with self.autocast():
+                out = self.model(inputs, weights)
+            out = out.float() if out.dtype == torch.bfloat16 else out  # metrics in float32 under amp
             b = targets.shape[0]
             loss_sum += self.objective.loss(out, targets).item() * b
             for k, v in self.objective.metric_sums(out, targets).items():
@@ -209,8 +221,8 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
                 break
             if step % cfg.history_every == 0 and main:
                 _record_history(history_log, writer, s, step)
+            metrics = s.step(step)
             ctx = s.context(step)
-            metrics = s.strategy.step(ctx, s.next_train())
             done = step + 1
             if done % cfg.log_every == 0 or done == s.total_steps:
                 metrics = _mean_over_ranks(metrics, s)
@@ -231,7 +243,8 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
             writer.flush()
 
     ctx = s.context(max(end - 1, 0))
-    arch = s.strategy.finalize(ctx)
+    with s.autocast():
+        arch = s.strategy.finalize(ctx)
     divergence = max(max_divergence(s.model, dist), max_divergence(s.strategy, dist))
     agreed = same_on_all_ranks(s.space.arch_to_dict(arch))
     if not main:

@@ -100,6 +100,54 @@ def case(fn):
     return fn
 
 
+# -- config values, refused when the config loads (before the run directory is touched) ---------
+BAD_SEARCH_VALUES = {
+    "log_every_0": ("log_every=0", "log_every must be >= 1, got 0"),
+    "checkpoint_every_0": ("checkpoint_every=0", "checkpoint_every must be >= 1, got 0"),
+    "history_every_0": ("history_every=0", "history_every must be >= 1, got 0"),
+    "epochs_negative": ("optim.epochs=-1", "optim.epochs must be >= 1, got -1"),
+    "steps_per_epoch_negative": ("steps_per_epoch=-5", "steps_per_epoch must be >= 0, got -5"),
+    "subset_negative": ("data.subset=-1", "data.subset must be >= 0, got -1"),
+    "image_size_negative": ("data.image_size=-3", "data.image_size must be >= 0, got -3"),
+    "image_size_too_small": ("data.image_size=1", "it needs at least 4 px"),
+    "lr_negative": ("optim.lr=-0.1", "optim.lr must be > 0.0, got -0.1"),
+    "lr_nan": ("optim.lr=nan", "optim.lr must be a finite number"),
+    "one_element_arch_betas": ("strategy.arch_betas=[0.5]", "arch_betas must be two numbers"),
+    "layers_2": ("space.layers=2", "leaves no normal cell"),
+    "layers_1": ("space.layers=1", "leaves no normal cell"),
+    "nodes_0": ("space.nodes=0", "space.nodes must be >= 1, got 0"),
+    "order_3": ("strategy.order=3", "strategy.order must be >= 1 and <= 2, got 3"),
+    "stem_unknown": ("space.stem=huge", "space.stem: invalid value 'huge'"),
+    "option_of_another_strategy": ("strategy.vimnas.noise=0", "strategy.vimnas is not an option of strategy 'darts'"),
+    "strategy_on_a_space_it_does_not_search": ("space.name=mobile-unified",
+                                               "space.init_channels is not an option of space 'mobile-unified'"),
+    "portion_above_1": ("data.train_portion=1.5", "data.train_portion must be > 0.0 and <= 1.0, got 1.5"),
+    "bool_for_an_int": ("seed=true", "seed"),
+}
+
+
+def _bad_value_case(override: str, needle: str):
+    def make(c):
+        return Case([*SEARCH, override, "--out", str(c.tmp / "run")], needle)
+    return make
+
+
+for _name, (_override, _needle) in BAD_SEARCH_VALUES.items():
+    CASES[f"search_value_{_name}"] = _bad_value_case(_override, _needle)
+
+
+@case
+def correlate_zero_archs(c):
+    return Case(["correlate", "correlate_fashionmnist", "num_archs=0", "--out", str(c.tmp / "study")],
+                "num_archs must be >= 2, got 0")
+
+
+@case
+def train_drop_path_1(c):
+    return Case([*TRAIN, "--genotype", "DARTS_V2", "model.drop_path=1.0", "--out", str(c.tmp / "run")],
+                "model.drop_path must be >= 0.0 and <= 0.99, got 1.0")
+
+
 def image_tree(root: Path, classes: int = 2, bad: Optional[str] = None) -> Path:
     rng = np.random.default_rng(0)
     for split, count in (("train", 4), ("val", 2)):

@@ -80,9 +80,19 @@ class DartsSpace(SearchSpace):
         return [slice(a, b) for a, b in zip(offsets[:-1], offsets[1:])]
 
     # -- supernet -----------------------------------------------------------------------------
+    def _imagenet_stem(self, image_size: int) -> bool:
+        return self.cfg.stem == "imagenet" or (self.cfg.stem == "auto" and image_size >= 128)
+
+    def bind(self, in_channels: int, image_size: int) -> None:
+        """Refuse an input the stem and the reduction cells would shrink below 1x1 halves."""
+        halvings = (3 if self._imagenet_stem(image_size) else 0) + self.cfg.reductions
+        if image_size < 2 ** halvings:
+            raise ConfigError(f"the supernet's input is {image_size} px, but its stem and {self.cfg.reductions} "
+                              f"reduction cell(s) halve it {halvings} times: it needs at least {2 ** halvings} px "
+                              "(data.image_size)")
+
     def build_supernet(self, in_channels: int, image_size: int, head: Callable[[int], nn.Module]) -> nn.Module:
-        stem = self.cfg.stem
-        imagenet = stem == "imagenet" or (stem == "auto" and image_size >= 128)
+        imagenet = self._imagenet_stem(image_size)
         return DartsSupernet(
             self.op_names, in_channels, head,
             init_channels=self.cfg.init_channels, layers=self.cfg.layers, nodes=self.nodes,

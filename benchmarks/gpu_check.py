@@ -123,7 +123,11 @@ def run_process(argv: list[str], log: Path, timeout: float) -> tuple[str, float,
     """(status, seconds, return code); on timeout the process group gets SIGTERM, then SIGKILL."""
     t0 = time.perf_counter()
     with open(log, "w") as f:
-        p = subprocess.Popen(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            p = subprocess.Popen(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as e:
+            f.write(f"gpu-check: could not start {argv[0]}: {e}\n")
+            return "failed", time.perf_counter() - t0, None
         try:
             rc = p.wait(timeout=timeout)
             status = "ok" if rc == 0 else "failed"
@@ -150,10 +154,10 @@ class Checker:
     def _timeout(self, own: float) -> float:
         return min(own, self.deadline - time.monotonic())
 
-    def _data(self) -> list[str]:
+    def _data(self, samples: int = 0) -> list[str]:
         s = self.sizes
         return [f"device={self.device}", "data.name=generated", f"data.generated.image_size={s.image}",
-                "data.generated.channels=3", f"data.generated.num_samples={s.samples}"]
+                "data.generated.channels=3", f"data.generated.num_samples={samples or s.samples}"]
 
     def _archsearch(self, name: str, args: list[str], own_timeout: float) -> dict:
         """One archsearch command through the --child wrapper; the row's common fields."""
@@ -181,7 +185,7 @@ class Checker:
             self.rows.append({"step": "CUDA tests (pytest -m cuda)", "status": "skipped (budget)", "seconds": 0.0})
             return
         status, seconds, rc = run_process(argv, log, timeout)
-        summary = [ln for ln in log.read_text().splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", ln)]
+        summary = [ln for ln in _read(log).splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", ln)]
         self.rows.append({"step": "CUDA tests (pytest -m cuda)", "status": status, "seconds": round(seconds, 1),
                           "rc": rc, "log": log.name, "result": summary[-1].strip("= ") if summary else _tail(log, 1)})
 
@@ -189,8 +193,9 @@ class Checker:
         s = self.sizes
         json_path = self.out / f"bench-{variant.replace(' ', '-')}.json"
         json_path.unlink(missing_ok=True)
-        args = ["bench", "darts1_cifar10", *self._data(), *s.extra_bench, *([override] if override else []),
-                "--steps", str(s.bench_steps), "--impls", impls, "--json", str(json_path)]
+        args = ["bench", "darts1_cifar10", *self._data(min(s.samples, 256)), *s.extra_bench,
+                *([override] if override else []), "--steps", str(s.bench_steps), "--impls", impls,
+                "--json", str(json_path)]
         row = self._archsearch(f"bench {variant}", args, own_timeout)
         if not json_path.exists():
             self.rows.append(row)
@@ -235,11 +240,15 @@ class Checker:
         self.rows.append(row)
 
 
-def _tail(log: Path, lines: int = 3) -> str:
+def _read(log: Path) -> str:
     try:
-        return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])[-600:]
+        return log.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def _tail(log: Path, lines: int = 3) -> str:
+    return " | ".join(_read(log).strip().splitlines()[-lines:])[-600:]
 
 
 def markdown(env: dict, rows: list[dict], cuda: bool) -> str:

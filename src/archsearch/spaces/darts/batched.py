@@ -12,7 +12,8 @@ Every edge keeps its own modules, so the state_dict is the reference's: weights 
 per forward, and batch-norm running statistics are written back to each edge's module.
 
 Layout of a group of s edges: (N, s*C, H, W) channels-last, edge-major (the p-th edge owns
-channels p*C .. p*C+C-1), so an edge's output is a channel slice.
+channels p*C .. p*C+C-1), so an edge's output is a channel slice. Edges are visited state by
+state, so RobustDARTS's `noise` op draws its samples in another order than the other paths.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@
   sum of a mixed edge costs no extra pass over the activations.
 * `shared_bn`: several affine-free BNs that see the same input (the pools of every edge leaving
   one state) normalise it once; each module's running statistics are still updated.
+* `autocast_inputs`: the custom backwards run outside autocast, so their saved tensors are cast
+  to autocast's dtype in the forward.
 """
 from __future__ import annotations
 

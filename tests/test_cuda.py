@@ -1,7 +1,6 @@
 """CUDA checks (`pytest -m cuda`, run by `make gpu-check`): the supernet paths on the GPU in float32
 and float64, bfloat16 autocast training, DDP over NCCL. Skipped without CUDA, so the normal suite
 collects them on any machine and they cannot silently break at import."""
-import copy
 import dataclasses
 import json
 import os
@@ -11,12 +10,11 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_same_step, supernet_pair
 
 from archsearch.cli import main
 from archsearch.config import SearchConfig
-from archsearch.objectives.supervised import classifier_head
 from archsearch.spaces.darts.ops import DARTS_OPS
-from archsearch.spaces.darts.supernet import DartsSupernet
 from archsearch.utils.io import load_checkpoint
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")]
@@ -42,31 +40,11 @@ def exact_float32():
 
 
 def _pair(impl, dtype, partial=1):
-    torch.manual_seed(0)
-    names = {kind: [list(DARTS_OPS)] * 14 for kind in ("normal", "reduce")}
-    net = DartsSupernet(names, 3, lambda c: classifier_head(c, 3), init_channels=2 * max(partial, 2), layers=3,
-                        partial=partial, impl=impl).to(DEV, dtype)
-    ref = copy.deepcopy(net)
-    ref.impl = "reference"
-    return net, ref
-
-
-def _run(net, x, y, weights):
-    w = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in weights.items()}
-    loss = F.cross_entropy(net(x, w), y)
-    net.zero_grad(set_to_none=True)
-    loss.backward()
-    grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.parameters()]
-    return [loss.detach()], grads, [v.grad for v in w.values() if v.requires_grad]
+    return supernet_pair(DARTS_OPS, partial, impl, dtype, DEV)
 
 
 def _assert_same(net, ref, x, y, weights, tol, stats=True):
-    for a_group, b_group in zip(_run(net, x, y, weights), _run(ref, x, y, weights)):
-        assert len(a_group) == len(b_group)
-        for a, b in zip(a_group, b_group):
-            torch.testing.assert_close(a, b, **tol)
-    for (name, a), b in zip(net.named_buffers(), ref.buffers() if stats else ()):
-        torch.testing.assert_close(a.double(), b.double(), **tol, msg=name)
+    assert_same_step(net, ref, x, y, weights, stats, loss_tol=tol, tol=tol, stats_tol=tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -1,12 +1,16 @@
 """The fast and batched supernet paths compute the reference function: per op, per cell kind, per
 partial channel setting, soft and one-hot weights, training and eval mode; and their kernels one by one."""
 import copy
+import random
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_same_step, supernet_pair
 
+from archsearch.config import SpaceConfig, component
 from archsearch.objectives.supervised import classifier_head
+from archsearch.spaces import create_space
 from archsearch.spaces.darts import batched
 from archsearch.spaces.darts.batched import grouped_bn
 from archsearch.spaces.darts.kernels import (
@@ -25,36 +29,11 @@ CL = torch.channels_last
 
 
 def _pair(ops, partial, impl="fast"):
-    """One supernet (normal cell, then two reduction cells) whose every edge holds `ops` (or per
-    edge lists {"normal": [...], "reduce": [...]}), as `impl` and as reference; float64, so only a
-    different function can make them disagree."""
-    torch.manual_seed(0)
-    names = ops if isinstance(ops, dict) else {kind: [list(ops)] * 14 for kind in ("normal", "reduce")}
-    fast = DartsSupernet(names, 3, lambda c: classifier_head(c, 3), init_channels=2 * max(partial, 2),
-                         layers=3, partial=partial, impl=impl).to(DT)
-    ref = copy.deepcopy(fast)
-    ref.impl = "reference"
-    return fast, ref
-
-
-def _run(net, x, y, weights):
-    w = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in weights.items()}
-    loss = F.cross_entropy(net(x, w), y)
-    net.zero_grad(set_to_none=True)
-    loss.backward()
-    grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.parameters()]
-    return loss.detach(), grads, [v.grad for v in w.values() if v.requires_grad]
+    return supernet_pair(ops, partial, impl)
 
 
 def _assert_same(fast, ref, x, y, weights, stats=True):
-    out_f, out_r = _run(fast, x, y, weights), _run(ref, x, y, weights)
-    torch.testing.assert_close(out_f[0], out_r[0], rtol=1e-12, atol=1e-12)
-    for group_f, group_r in zip(out_f[1:], out_r[1:]):
-        assert len(group_f) == len(group_r)
-        for a, b in zip(group_f, group_r):
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
-    for (name, a), b in zip(fast.named_buffers(), ref.buffers() if stats else ()):  # BN running stats
-        torch.testing.assert_close(a.to(DT), b.to(DT), rtol=1e-9, atol=1e-12, msg=name)
+    assert_same_step(fast, ref, x, y, weights, stats)
 
 
 @pytest.mark.parametrize("op", [o for o in DARTS_OPS if o != "none"])
@@ -74,6 +53,22 @@ def test_every_op_fast_equals_reference(op, partial, impl):
     fast.eval()
     ref.eval()
     _assert_same(fast, ref, x, y, soft)  # eval mode: each BN's own running statistics
+
+
+@pytest.mark.parametrize("partial", [1, 2])
+@pytest.mark.parametrize("impl", ["fast", "batched"])
+def test_all_ops_soft_and_sampled_one_hot_weights_equal_reference(partial, impl):
+    """Every candidate on every edge with random soft weights and edge weights, then the one-hot
+    weights of a sampled genotype (the random-search step)."""
+    fast, ref = _pair(DARTS_OPS, partial, impl)
+    torch.manual_seed(1)
+    x, y = torch.randn(4, 3, 16, 16, dtype=DT), torch.randint(0, 3, (4,))
+    soft = {k: torch.softmax(torch.randn(14, 8, dtype=DT), -1).requires_grad_() for k in ("normal", "reduce")}
+    soft["normal_edges"] = torch.rand(14, dtype=DT).requires_grad_()
+    _assert_same(fast, ref, x, y, soft)
+    space = create_space(component(SpaceConfig))
+    one_hot = {k: v.to(DT) for k, v in space.one_hot(space.sample(random.Random(3))).items()}
+    _assert_same(fast, ref, x, y, one_hot, stats=False)  # zero-weight ops are not run: their BN stats rest
 
 
 @pytest.mark.parametrize("partial", [1, 2])

@@ -184,3 +184,15 @@ def test_bf16_and_float64_together_are_refused(tmp_path, capsys):
     rc, out = _search(tmp_path, "amp=bf16", "precision=float64")
     assert rc == 2 and "amp=bf16 and precision=float64" in one_line_error(capsys)
     assert not out.exists()
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`archsearch list -v | head`: once the reader has gone, no error line, no traceback, exit 141."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "archsearch", "list", "-v"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # long before the child, still importing, prints anything
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141 and err == ""

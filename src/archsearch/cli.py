@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             print("archsearch: interrupted; run the same command again to resume from the last checkpoint",
                   file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader went away (`archsearch list -v | head`): stop quietly, as a shell tool
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            return 141
         except Exception as e:  # the last resort: expected OS/data failures become one line, bugs keep a traceback
             message = user_message(e)
             if message is None:

@@ -108,9 +108,8 @@ class Search:
         """bf16 autocast of everything a step computes when `amp=bf16` (parameters stay float32)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
-    def step(self, step: int) -> dict[str, float]:
+    def step(self, ctx: StepContext) -> dict[str, float]:
         """One search iteration of the strategy on the next train batch."""
-        ctx = self.context(step)
         with self.autocast():
             return self.strategy.step(ctx, self.next_train())
 
@@ -221,8 +220,8 @@ def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device,
                 break
             if step % cfg.history_every == 0 and main:
                 _record_history(history_log, writer, s, step)
-            metrics = s.step(step)
             ctx = s.context(step)
+            metrics = s.step(ctx)
             done = step + 1
             if done % cfg.log_every == 0 or done == s.total_steps:
                 metrics = _mean_over_ranks(metrics, s)

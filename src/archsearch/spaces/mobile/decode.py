@@ -15,21 +15,23 @@ differ in which sub-blocks may be skip and in the form of the result:
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from archsearch.errors import ConfigError
 from archsearch.registry import Registry
 from archsearch.spaces.mobile.arch import MobileArch
 
 
-class Decoding:
+class Decoding(ABC):
     """Which sub-blocks may be skip, and the form a decoded architecture is given."""
 
     name = ""
 
-    def skip_allowed(self, sub_blocks: int, min_expansion: int) -> list[bool]:
-        raise NotImplementedError
+    @abstractmethod
+    def skip_allowed(self, sub_blocks: int, min_expansion: int) -> list[bool]: ...
 
-    def finish(self, arch: MobileArch) -> MobileArch:
-        raise NotImplementedError
+    @abstractmethod
+    def finish(self, arch: MobileArch) -> MobileArch: ...
 
 
 DECODINGS: Registry[Decoding] = Registry("decoding")

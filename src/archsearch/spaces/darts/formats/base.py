@@ -5,6 +5,7 @@ the same checks and the same messages.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from archsearch.errors import GenotypeError
@@ -27,7 +28,7 @@ class UnknownFormat(GenotypeError):
     """No reader recognised the text."""
 
 
-class GenotypeFormat:
+class GenotypeFormat(ABC):
     """One text form of a genotype: `read` returns the fields `Genotype.from_dict` checks."""
 
     title = ""  # how messages name the format
@@ -40,11 +41,11 @@ class GenotypeFormat:
         """
         return 0
 
-    def read(self, text: str) -> dict:
-        raise NotImplementedError
+    @abstractmethod
+    def read(self, text: str) -> dict: ...
 
-    def write(self, genotype: Genotype) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def write(self, genotype: Genotype) -> str: ...
 
 
 FORMATS: Registry[GenotypeFormat] = Registry("genotype format")

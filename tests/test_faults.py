@@ -710,16 +710,17 @@ def test_genotype_text_longer_than_a_file_name_is_read_as_text(capsys):
 # -- correlate --------------------------------------------------------------------------------------
 def _study(c, *overrides, table: Optional[Path] = None) -> tuple[list, Path]:
     """A study directory as `run_correlate` starts it (run.json, config.yaml), without training."""
-    from archsearch.config import CorrelateConfig, load_config, to_dict, to_yaml
+    from archsearch.config import CorrelateConfig, load_config, to_yaml
     from archsearch.engine.rundir import RunDir
     from archsearch.presets import resolve_config
+    from archsearch.studies.correlate import identity
     from archsearch.utils.io import file_hash
 
     argv = ["train.optim.epochs=1", *overrides] + ([f"table.path={table}"] if table else [])
     cfg = load_config(resolve_config("correlate_fashionmnist"), argv, schema=CorrelateConfig)
     inputs = {"architecture table (table.path)": file_hash(table)} if table else {}
     out = c.tmp / "study"
-    run = RunDir(out, "correlate", to_dict(cfg), inputs, checkpoints=False)
+    run = RunDir(out, "correlate", identity(cfg), inputs, checkpoints=False)
     run.check()
     run.begin(to_yaml(cfg))
     return ["correlate", "correlate_fashionmnist", *argv, "--no-progress", "--out", str(out)], out

@@ -69,6 +69,13 @@ class ObjectiveConfig(ComponentConfig):
 
 
 @dataclass
+class ExecutorConfig(ComponentConfig):
+    """Where a study's runs execute (studies/executors.py): this machine's processes, or Ray."""
+
+    name: str = "local"
+
+
+@dataclass
 class ModelConfig(ComponentConfig):
     """An evaluation network (`archsearch list models`) and the architecture it is built from."""
 
@@ -78,7 +85,7 @@ class ModelConfig(ComponentConfig):
 
 
 AXES: dict[type, str] = {SpaceConfig: "space", StrategyConfig: "strategy", ObjectiveConfig: "objective",
-                         ModelConfig: "model"}
+                         ModelConfig: "model", ExecutorConfig: "executor"}
 
 
 def _registry(base: type):
@@ -90,6 +97,8 @@ def _registry(base: type):
         from archsearch.strategies import STRATEGIES as reg
     elif kind == "objective":
         from archsearch.objectives import OBJECTIVES as reg
+    elif kind == "executor":
+        from archsearch.studies.executors import EXECUTORS as reg
     else:
         from archsearch.models import MODELS as reg
     return reg
@@ -318,12 +327,85 @@ class CorrelateConfig:
     # key=value overrides of the training recipe per objective (batch and lr differ, docs/methods/unnas.md §3.2)
     objective_overrides: Dict[str, List[str]] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
+    executor: ExecutorConfig = _default(ExecutorConfig)
 
     def check(self, where: str) -> None:
         if not self.objectives:
             raise ConfigError("objectives needs at least one objective to train the cells under")
         if not self.seeds:
             raise ConfigError("seeds needs at least one training seed")
+
+
+class Score(Choice):
+    final = "final"
+    best = "best"
+
+
+@dataclass
+class StudySearchConfig:
+    """One search method of a study: a search preset, run once per search seed."""
+
+    preset: str = opt("", "a search preset name or YAML file")
+    label: str = opt("", "the method's name in the results (default: the preset's name)")
+    overrides: List[str] = opt([], "key=value overrides of the preset (not seed: the study sets it)")
+
+
+@dataclass
+class StudyRetrainConfig:
+    """The one training recipe every architecture of the study is trained with."""
+
+    preset: str = opt("train_fashionmnist", "a training preset name or YAML file")
+    overrides: List[str] = opt([], "key=value overrides of the preset (not seed or model.genotype)")
+    seeds: List[int] = opt([0], "training seeds: every architecture is trained once per seed")
+
+
+@dataclass
+class StudyBaselinesConfig:
+    """Architectures trained beside the found ones with the same recipe and seeds."""
+
+    random: int = opt(10, "architectures drawn uniformly from the searched space", low=0)
+    seed: int = opt(0, "seed of the draws")
+    space_of: str = opt("", "label of the search whose space is sampled (default: the first search)")
+    published: List[str] = opt([], "published genotypes by name (`archsearch list genotypes`)")
+
+
+@dataclass
+class StudyConfig:
+    """Searches x seeds, every found architecture retrained, compared with random architectures."""
+
+    name: str = "study"
+    searches: List[StudySearchConfig] = opt([], "the methods compared")
+    search_seeds: List[int] = opt([0, 1], "every search runs once per seed")
+    retrain: StudyRetrainConfig = field(default_factory=StudyRetrainConfig)
+    baselines: StudyBaselinesConfig = field(default_factory=StudyBaselinesConfig)
+    metric: str = opt("", "test metric compared (default: the training objective's main metric)")
+    score: Score = opt(Score.final, "final: the last epoch's test metric (what the papers report); best: the "
+                                    "best epoch's")
+    executor: ExecutorConfig = _default(ExecutorConfig)
+
+    def check(self, where: str) -> None:
+        if not self.searches:
+            raise ConfigError("searches needs at least one search method (preset and label)")
+        if not self.search_seeds or not self.retrain.seeds:
+            raise ConfigError("search_seeds and retrain.seeds need at least one seed each")
+        for key, seeds in (("search_seeds", self.search_seeds), ("retrain.seeds", self.retrain.seeds)):
+            if len(set(seeds)) != len(seeds):
+                raise ConfigError(f"{key} repeats a seed: {seeds}")
+        labels = [s.label or Path(s.preset).stem for s in self.searches]
+        for s, label in zip(self.searches, labels):
+            if not s.preset:
+                raise ConfigError(f"search {label or '?'}: preset is empty")
+            if not label.replace("-", "").replace("_", "").replace(".", "").isalnum():
+                raise ConfigError(f"search label {label!r}: use letters, digits, '-', '_' or '.' (it names folders)")
+        dup = next((x for x in labels if labels.count(x) > 1), None)
+        if dup:
+            raise ConfigError(f"two searches are labelled {dup!r}; give each a distinct label")
+        if "random" in labels:
+            raise ConfigError("the label 'random' names the random baseline; call a random-search method e.g. "
+                              "'random-ws'")
+        if self.baselines.space_of and self.baselines.space_of not in labels:
+            raise ConfigError(f"baselines.space_of={self.baselines.space_of!r} is no search label; labels: "
+                              f"{', '.join(labels)}")
 
 
 # -- loading ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from archsearch.registry import Registry
 
 # register(subparsers) adds the command's parser and sets `func` to its run(args) -> exit code
 COMMANDS: Registry[Callable[[argparse._SubParsersAction], None]] = Registry("command")
-ORDER = ("search", "train", "export", "genotype", "plot", "generate", "import", "correlate", "bench", "list")
+ORDER = ("search", "train", "export", "genotype", "plot", "generate", "import", "correlate", "study", "bench", "list")
 
 from archsearch.commands import (  # noqa: E402,F401  (register the commands)
     bench,
@@ -21,6 +21,7 @@ from archsearch.commands import (  # noqa: E402,F401  (register the commands)
     listing,
     plot,
     search,
+    study,
     train,
 )
 

@@ -11,7 +11,9 @@ out/
   run.json             the study's identity: resolved config and the table's content hash (engine/rundir.py)
   config.yaml          the study's resolved config
   archs/NNN.json       the sampled genotypes
-  runs/NNN-<objective>-s<seed>/   one training run directory each (resumable; finished ones skipped)
+  runs/NNN-<objective>-s<seed>/   one training run directory each (resumable; finished ones skipped),
+                       trained through the study executors (studies/executors.py: local processes or Ray)
+  jobs/*.json, logs/   each run's outcome (status, times, one-line error) and a failure's traceback
   scores.csv           one row per architecture, one column per objective (and the table's accuracy)
   correlations.json    rho, tau, p-values and n for every pair
   scatter.png / .svg   one panel per pair
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import logging
 import math
 import random
 from pathlib import Path
@@ -30,15 +31,15 @@ from scipy import stats
 from archsearch.config import CorrelateConfig, ObjectiveConfig, TrainConfig, load_config, retarget, to_dict, to_yaml
 from archsearch.engine.rundir import RunDir
 from archsearch.engine.runlog import JsonlLog
-from archsearch.engine.train import run_train
 from archsearch.errors import ConfigError, DataError, GenotypeError
 from archsearch.spaces import create_space
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.formats import parse_genotype
 from archsearch.spaces.darts.genotype import Genotype
+from archsearch.studies.executors import Job, create_executor
+from archsearch.studies.runner import DONE, run_jobs
 from archsearch.utils.io import atomic_write_json, atomic_write_text, file_hash, read_json
 
-log = logging.getLogger("archsearch")
 TABLE = "table"  # column name of the external accuracies
 
 
@@ -137,56 +138,71 @@ def plot(scores: dict[str, dict[str, float]], pairs: list[dict], out: Path) -> N
     plt.close(fig)
 
 
+def identity(cfg: CorrelateConfig) -> dict:
+    """The study's config as its run identity: where the runs execute is not part of it."""
+    return {k: v for k, v in to_dict(cfg).items() if k != "executor"}
+
+
 def run_correlate(cfg: CorrelateConfig, out: Path, progress=None) -> dict:
     out = Path(out)
     inputs = {}
     if cfg.table.path:
         table = read_table(cfg)
         inputs["architecture table (table.path)"] = file_hash(Path(cfg.table.path))
-    run = RunDir(out, "correlate", to_dict(cfg), inputs, checkpoints=False)
+    run = RunDir(out, "correlate", identity(cfg), inputs, checkpoints=False)
     run.check()  # a study resumes only under its own config and table
     if cfg.table.path:
         archs, table_acc = [g for g, _ in table], [a for _, a in table]
     else:
         archs, table_acc = sample_archs(cfg), []
+    jobs = {}  # (arch id, objective, seed) -> its training run
+    for i in range(len(archs)):
+        for objective in cfg.objectives:
+            for seed in cfg.seeds:
+                arch_file = out / "archs" / f"{i:03d}.json"
+                name = f"{i:03d}-{objective}-s{seed}"
+                jobs[(f"{i:03d}", objective, seed)] = Job(
+                    f"train/{name}", "train", to_dict(run_config(cfg, arch_file, objective, seed)),
+                    str(out / "runs" / name))
+    executor = create_executor(cfg.executor)
     run.begin(to_yaml(cfg))
-    scores: dict[str, dict[str, float]] = {}
     for i, g in enumerate(archs):
-        arch_id = f"{i:03d}"
-        arch_file = out / "archs" / f"{arch_id}.json"
+        arch_file = out / "archs" / f"{i:03d}.json"
         if not arch_file.exists():
             g.save(arch_file)
         elif Genotype.load(arch_file) != g:
             raise GenotypeError(f"{arch_file} differs from the cell this study samples; use another --out")
+    outcomes = run_jobs(list(jobs.values()), executor, out, progress, title=cfg.name,
+                        describe=lambda job: f"best test_{cfg.score} {_best(Path(job.run_dir), cfg.score):.4f}")
+    scores: dict[str, dict[str, float]] = {}
+    for i in range(len(archs)):
+        arch_id = f"{i:03d}"
         row = {TABLE: table_acc[i]} if table_acc else {}
         for objective in cfg.objectives:
-            runs = []
-            for seed in cfg.seeds:
-                run_dir = out / "runs" / f"{arch_id}-{objective}-s{seed}"
-                if not (run_dir / "summary.json").exists():
-                    log.info("architecture %s/%d, %s, seed %d", arch_id, len(archs), objective, seed)
-                    run_train(run_config(cfg, arch_file, objective, seed), run_dir, progress)
-                summary = read_json(run_dir / "summary.json")
-                runs.append(_best(run_dir, cfg.score, summary))
-            row[objective] = sum(runs) / len(runs)
+            runs = [_best(Path(job.run_dir), cfg.score) for (a, o, _), job in jobs.items()
+                    if a == arch_id and o == objective and outcomes[job.id]["status"] == DONE]
+            if len(runs) == len(cfg.seeds):  # an architecture scores only once every seed has
+                row[objective] = sum(runs) / len(runs)
         scores[arch_id] = row
-        _write_scores(out, scores)
+    _write_scores(out, scores)
     pairs = correlations(scores)
+    failed = [{"run": job.id, "status": outcomes[job.id]["status"], "error": outcomes[job.id]["error"]}
+              for job in jobs.values() if outcomes[job.id]["status"] != DONE]
     result = {"architectures": len(archs), "objectives": cfg.objectives, "seeds": cfg.seeds,
-              "score": f"best test_{cfg.score} over epochs, mean over seeds", "pairs": pairs}
+              "score": f"best test_{cfg.score} over epochs, mean over seeds", "pairs": pairs, "failed": failed}
     atomic_write_json(out / "correlations.json", result)
     plot(scores, pairs, out / "scatter")
     return result
 
 
-def _best(run_dir: Path, metric: str, summary: dict) -> float:
+def _best(run_dir: Path, metric: str) -> float:
     """Best epoch's test metric of a run (the UnNAS score), read from its per-epoch log."""
     key = f"test_{metric}"
     values = [r.get(key) for r in JsonlLog(run_dir / "metrics.jsonl").read()]
     values = [v for v in values if v is not None]
     if not values:
-        raise ConfigError(f"{run_dir} has no {key} (objective {summary['objective']}); set score= to one "
-                          f"of its metrics")
+        objective = read_json(run_dir / "summary.json").get("objective")
+        raise ConfigError(f"{run_dir} has no {key} (objective {objective}); set score= to one of its metrics")
     return max(values)
 
 

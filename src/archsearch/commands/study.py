@@ -1,0 +1,37 @@
+"""`archsearch study STUDY`: searches x seeds, retraining, random baselines, one report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from archsearch.commands import COMMANDS
+
+
+@COMMANDS.register("study")
+def register(sub) -> None:
+    s = sub.add_parser("study", help="compare search methods with random architectures (search, retrain, report)")
+    s.add_argument("config", help="a study preset or YAML file")
+    s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. executor.workers=4")
+    s.add_argument("--out", help="study directory (default runs/<name>); an existing study resumes")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar (one line per finished run stays)")
+    s.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from archsearch.config import StudyConfig, load_config
+    from archsearch.presets import resolve_config
+    from archsearch.studies.report import verdicts
+    from archsearch.studies.study import run_study
+
+    cfg = load_config(resolve_config(args.config), args.overrides, schema=StudyConfig)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    summary = run_study(cfg, out, progress=False if args.no_progress else None)
+    print(f"study directory: {out} (report.md, results.csv, summary.json)")
+    for name, m in summary["methods"].items():
+        if m["mean"] is not None:
+            print(f"  {name}: {summary['metric']} {100 * m['mean']:.2f} ± {100 * m['std']:.2f} over {m['runs']} runs")
+    for line in verdicts(summary):
+        print(f"  {line}")
+    if summary["failed"]:
+        print(f"{len(summary['failed'])} runs did not finish (see report.md); run the same command again to retry them")
+        return 1
+    return 0

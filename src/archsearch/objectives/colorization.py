@@ -7,7 +7,8 @@ low-resolution logits that the loss upsamples bilinearly (align_corners=True) to
 size. Targets are the hard nearest bins; no soft encoding, no class rebalancing.
 
 The bins: the Q = 313 in-gamut ab grid points of Zhang et al. (their `pts_in_hull`), shipped in
-data/ab_bins.json; `objective.bins` loads another (Q, 2) set (.npy or .json).
+data/ab_bins.json; `objective.bins` loads another (Q, 2) set (.npy or .json), whose content is
+part of the identity of every run that uses it (a file changed under a run is refused on resume).
 """
 from __future__ import annotations
 
@@ -115,6 +116,9 @@ class ColorizationConfig(ObjectiveConfig):
 
     name: str = "colorization"
     bins: str = opt("", "'' = the shipped 313 in-gamut ab bins; else a .npy/.json (Q, 2) file on the 10-grid")
+
+    def input_files(self) -> dict[str, str]:
+        return {"bins": self.bins} if self.bins else {}
 
 
 @OBJECTIVES.register("colorization", config=ColorizationConfig)

@@ -12,7 +12,6 @@ The engines keep what is theirs: what a step or an epoch does, what is logged, w
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -27,8 +26,6 @@ from archsearch.engine.rundir import RunDir
 from archsearch.engine.runlog import JsonlLog
 from archsearch.errors import ConfigError
 from archsearch.utils.io import atomic_torch_save, atomic_write_json, file_hash
-
-log = logging.getLogger("archsearch")
 
 
 class RunLoop:

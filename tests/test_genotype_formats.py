@@ -333,3 +333,58 @@ def test_train_takes_a_yaml_list_on_the_command_line(tmp_path):
     out = tmp_path / "run"
     assert main(["train", *tiny, "--genotype", text, "--out", str(out), "--no-progress"]) == 0
     assert Genotype.load(out / "genotype.json") == PUBLISHED["PC_DARTS_cifar"]
+
+
+# -- mobile (SGNAS) architectures ---------------------------------------------------------------
+
+def _mobile_arch_file(tmp_path):
+    """A mobile architecture as a run's genotype.json holds it (space.arch_to_dict) and as
+    `archsearch generate` wraps it; the space and the architecture."""
+    import random
+
+    from archsearch.config import SpaceConfig, component
+    from archsearch.spaces import create_space
+
+    space = create_space(component(SpaceConfig, "mobile-unified", layout="cifar", stem_channels=4, first_channels=4,
+                                   head_channels=16, widths=[4, 8, 8], depths=[1, 2, 1], strides=[1, 2, 1]))
+    space.bind(3, 8)
+    arch = space.sample(random.Random(3))
+    d = space.arch_to_dict(arch)
+    (tmp_path / "genotype.json").write_text(json.dumps(d))
+    (tmp_path / "flops_1.json").write_text(json.dumps({"target_flops_M": 1.0, "architecture": d}))
+    return space, arch
+
+
+def test_a_mobile_architecture_is_shown_and_priced_as_its_built_network(tmp_path, capsys):
+    from torch import nn
+
+    from archsearch.models.cost import count_macs, count_params
+    from archsearch.models.mobile import MobileModelConfig
+
+    space, arch = _mobile_arch_file(tmp_path)
+    head = lambda c: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 5))  # noqa: E731
+    family = create_family("mobile")
+    recorded = family.resolve(str(tmp_path / "genotype.json"))  # with the layout it was searched in
+    net = family.build(recorded, MobileModelConfig(), 1, 12, head)
+    for ref in (tmp_path / "genotype.json", tmp_path / "flops_1.json", tmp_path):  # a run directory too
+        assert main(["genotype", str(ref), "--image-size", "12", "--in-channels", "1", "--classes", "5"]) == 0
+        layers, summary, priced = _out(capsys).splitlines()
+        assert layers == f"layers  {arch.short()}"
+        assert summary.startswith(f"mean expansion {sum(arch.expansions) / len(arch.expansions):.2f}, kernels ")
+        assert priced == (f"stand-alone network (cifar layout, 12px, 5 classes, 1 input channel): "
+                          f"{count_params(net) / 1e6:.3f}M params, {count_macs(net, 1, 12) / 1e6:.3f}M mult-adds")
+    assert main(["genotype", str(tmp_path / "genotype.json")]) == 0  # CIFAR input unless told otherwise
+    assert _out(capsys).splitlines()[-1].startswith("stand-alone network (cifar layout, 32px, 10 classes): ")
+
+
+def test_a_mobile_architecture_converts_to_json_only(tmp_path, capsys):
+    space, arch = _mobile_arch_file(tmp_path)
+    assert main(["genotype", str(tmp_path / "flops_1.json"), "--output", str(tmp_path / "a.json")]) == 0
+    capsys.readouterr()
+    again = create_family("mobile").resolve(str(tmp_path / "a.json"))
+    assert again == arch and again.layout == space.arch_to_dict(arch)["layout"]
+    for flags, message in ((["--to", "darts"], "written as json only, not 'darts'"),
+                           (["--channels", "16"], "--channels does not apply to a mobile architecture"),
+                           (["--image-size", "0"], "image_size must be at least 1")):
+        assert main(["genotype", str(tmp_path / "genotype.json"), *flags]) == 2
+        assert message in _one_error_line(capsys)

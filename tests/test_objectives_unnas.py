@@ -3,6 +3,7 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -172,6 +173,11 @@ def test_colorization_bins_file_is_validated(tmp_path):
     good.write_text(json.dumps({"bins": [[0, 0], [10, 10], [-20, 30]]}))
     cfg = component(ObjectiveConfig, "colorization", bins=str(good))
     assert create_objective(cfg, RGB).build_head(4).out_channels == 3
+    good.write_text(json.dumps({"bins": [[0, 0], [10, 10]]}))  # the same path, new content: read again
+    assert create_objective(cfg, RGB).build_head(4).out_channels == 2
+    npy = tmp_path / "bins.npy"
+    np.save(npy, np.array([[0.0, 0.0], [20.0, -30.0]]))
+    assert load_bins(str(npy)).tolist() == [[0.0, 0.0], [20.0, -30.0]]
 
 
 # -- jigsaw -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 from helpers import cli, one_line_error, wait_for_checkpoint
 
 from archsearch.cli import main
-from archsearch.utils.io import load_checkpoint
+from archsearch.utils.io import file_hash, load_checkpoint
 
 GEN = [
     "data.name=generated", "data.generated.image_size=16", "data.generated.channels=1",
@@ -135,6 +135,47 @@ def test_changed_config_on_existing_run_is_refused(tmp_path, capsys):
     rc, _ = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=1", "optim.lr=0.5")
     assert rc == 2
     assert "optim.lr" in one_line_error(capsys)
+
+
+def test_a_changed_colorization_bins_file_is_refused_on_resume(tmp_path, capsys):
+    bins = tmp_path / "bins.json"
+    bins.write_text(json.dumps({"bins": [[0, 0], [10, 10], [-20, 30]]}))
+    color = ["data.generated.channels=3", "objective.name=colorization", f"objective.bins={bins}",
+             "steps_per_epoch=1", "optim.epochs=1"]
+    rc, out = _search(tmp_path, *color)
+    assert rc == 0
+    inputs = json.loads((out / "run.json").read_text())["inputs"]
+    assert inputs == {"file (objective.bins)": file_hash(bins)}
+    rc, _ = _search(tmp_path, *color)  # the same file: the finished run is accepted again
+    assert rc == 0
+    bins.write_text(json.dumps({"bins": [[0, 0], [10, 10], [-20, 30], [20, -10]]}))
+    kept = (out / "checkpoint.pt").read_bytes()
+    rc, _ = _search(tmp_path, *color)
+    assert rc == 2
+    assert "another file (objective.bins)" in one_line_error(capsys)
+    assert (out / "checkpoint.pt").read_bytes() == kept
+    bins.unlink()
+    rc, _ = _search(tmp_path, *color, name="missing")
+    assert rc == 2
+    assert f"cannot read objective.bins file {bins}" in one_line_error(capsys)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_training_identity_holds_the_files_its_components_read(tmp_path):
+    from archsearch.config import TrainConfig, load_config
+    from archsearch.engine.distributed import SINGLE_PROCESS
+    from archsearch.engine.loop import RunLoop
+    from archsearch.presets import resolve_config
+
+    bins = tmp_path / "bins.json"
+    bins.write_text(json.dumps({"bins": [[0, 0], [10, 10]]}))
+    cfg = load_config(resolve_config("train_fashionmnist"), ["model.genotype=DARTS_V2", "objective.name=colorization",
+                                                              f"objective.bins={bins}"], schema=TrainConfig)
+    loop = RunLoop(tmp_path / "run", "train", cfg, SINGLE_PROCESS, {"architecture (model.genotype)": "a1"})
+    assert loop.run.identity["inputs"] == {"architecture (model.genotype)": "a1",
+                                           "file (objective.bins)": file_hash(bins)}
+    plain = load_config(resolve_config("train_fashionmnist"), ["model.genotype=DARTS_V2"], schema=TrainConfig)
+    assert RunLoop(tmp_path / "other", "train", plain, SINGLE_PROCESS).run.identity["inputs"] == {}
 
 
 def test_checkpoint_is_loadable_with_weights_only(tmp_path):

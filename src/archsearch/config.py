@@ -51,6 +51,11 @@ class ComponentConfig:
     def check(self, where: str) -> None:
         """Cross-field rules the field ranges cannot express; raise ConfigError naming `where`."""
 
+    def input_files(self) -> dict[str, str]:
+        """{option: path} of the files this component reads besides the dataset: their content is
+        part of a run's identity (engine/loop.py), so a file changed under a run is refused on resume."""
+        return {}
+
 
 @dataclass
 class SpaceConfig(ComponentConfig):

@@ -1,5 +1,7 @@
-"""`archsearch genotype REF`: show a DARTS genotype and price its evaluation networks, or convert it
-between the archsearch JSON, the originals' Genotype(...) repr and pycls/UnNAS YAML."""
+"""`archsearch genotype REF`: show an architecture of any model family and price its evaluation
+networks, or convert it: a DARTS genotype between the archsearch JSON, the originals' Genotype(...)
+repr and pycls/UnNAS YAML; a mobile (SGNAS) architecture, from a run or `archsearch generate`, as JSON.
+The first family that reads REF (models/) shows, prices and writes it."""
 from __future__ import annotations
 
 import sys
@@ -11,13 +13,15 @@ from archsearch.errors import ConfigError
 
 @COMMANDS.register("genotype")
 def register(sub) -> None:
-    g = sub.add_parser("genotype", help="show a genotype and the cost of its evaluation networks, or convert it")
+    g = sub.add_parser("genotype", help="show an architecture and the cost of its evaluation networks, or convert it")
     g.add_argument("ref", help="published name, run directory, or a genotype file or text: archsearch JSON, a DARTS "
-                               "Genotype(...) repr, or pycls/UnNAS YAML (NAS.CUSTOM_GENOTYPE or the bare 4-item list)")
+                               "Genotype(...) repr, or pycls/UnNAS YAML (NAS.CUSTOM_GENOTYPE or the bare 4-item list); "
+                               "or a mobile architecture: an SGNAS run or a file of `archsearch generate`")
     g.add_argument("--to", metavar="FORMAT", help="print the genotype in this format instead: json, darts or pycls")
     g.add_argument("--output", metavar="FILE",
                    help="write the converted genotype to FILE (atomically); without --to the suffix picks the format")
-    price = g.add_argument_group("pricing (default: the CIFAR network C=36 x 20 cells and ImageNet C=48 x 14)")
+    price = g.add_argument_group("pricing (default: the CIFAR network C=36 x 20 cells and ImageNet C=48 x 14; a mobile "
+                                 "architecture: its layout at 32 px, 10 classes, or 224 px, 1000 classes)")
     price.add_argument("--channels", type=int, metavar="C", help="initial channels")
     price.add_argument("--cells", type=int, metavar="L", help="number of cells")
     price.add_argument("--classes", type=int, metavar="K", help="classifier outputs")
@@ -30,10 +34,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from dataclasses import replace
-
-    from archsearch.spaces.darts.formats import format_for_path, resolve_genotype, write_genotype
-    from archsearch.spaces.darts.pricing import CIFAR, IMAGENET
+    from archsearch.models import resolve_architecture
+    from archsearch.spaces.darts.formats import format_for_path
     from archsearch.utils.io import atomic_write_text
 
     sizes = {k: getattr(args, k) for k in ("channels", "cells", "classes", "image_size", "in_channels")
@@ -43,23 +45,19 @@ def run(args) -> int:
     fmt = args.to or (format_for_path(Path(args.output)) if args.output else None)
     if args.output and fmt is None:
         raise ConfigError(f"--output {args.output}: no format goes with that suffix; add --to json|darts|pycls")
-    g = resolve_genotype(args.ref)
+    family, arch = resolve_architecture(args.ref)
     if fmt:
-        text = write_genotype(g, fmt)
+        text = family.write(arch, fmt)
         if args.output:
             atomic_write_text(Path(args.output), text)
             print(f"wrote {args.output} ({fmt})")
         else:
             sys.stdout.write(text)
         return 0
-    nets = [replace(IMAGENET if args.imagenet else CIFAR, **sizes)] if sizes or args.imagenet else [CIFAR, IMAGENET]
-    costs = [net.cost(g) for net in nets]  # bad sizes fail before anything is printed
-    for kind in ("normal", "reduce"):
-        cell = getattr(g, kind)
-        nodes = "  ".join(f"{i}: {cell[2 * i][0]}<-{cell[2 * i][1]}, {cell[2 * i + 1][0]}<-{cell[2 * i + 1][1]}"
-                          for i in range(len(cell) // 2))
-        print(f"{kind:7s} {nodes}  concat {list(getattr(g, kind + '_concat'))}")
-    for net, cost in zip(nets, costs):
-        macs = f"{cost.macs / 1e6:.0f}" if cost.macs >= 1e7 else f"{cost.macs / 1e6:.3f}"
-        print(f"{net.describe()}: {cost.params / 1e6:.3f}M params, {macs}M mult-adds")
+    priced = family.price(arch, sizes, args.imagenet)  # bad sizes fail before anything is printed
+    for line in family.show(arch):
+        print(line)
+    for network, params, macs in priced:
+        mult_adds = f"{macs / 1e6:.0f}" if macs >= 1e7 else f"{macs / 1e6:.3f}"
+        print(f"{network}: {params / 1e6:.3f}M params, {mult_adds}M mult-adds")
     return 0

@@ -13,17 +13,14 @@ run_dir/
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from archsearch.collectives import same_on_all_ranks, use_global_batch_norm
-from archsearch.config import SearchConfig, to_dict, to_yaml
+from archsearch.config import SearchConfig, to_dict
 from archsearch.data import build_search_data, check_labels
 from archsearch.engine.device import default_dtype, rng_state, seed_everything, select_device, set_rng_state
 from archsearch.engine.distributed import (
@@ -33,14 +30,12 @@ from archsearch.engine.distributed import (
     max_divergence,
     run_in_process_group,
 )
-from archsearch.engine.rundir import RunDir
-from archsearch.engine.runlog import JsonlLog
+from archsearch.engine.loop import RunLoop
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import CheckpointError
 from archsearch.objectives import create_objective
 from archsearch.spaces import create_space
 from archsearch.strategies import StepContext, create_strategy
-from archsearch.utils.io import atomic_write_json
 
 log = logging.getLogger("archsearch")
 CHECKPOINT_FORMAT = 1
@@ -189,74 +184,57 @@ def run_search(cfg: SearchConfig, run_dir: Path, progress: Optional[bool] = None
 
 
 def _run(cfg: SearchConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:
-    run = RunDir(run_dir, "search", to_dict(cfg), main=dist.is_main)
-    ckpt = run.check()  # refuses another run's directory before anything is built or written
-    resuming = ckpt is not None
+    loop = RunLoop(run_dir, "search", cfg, dist, logs=("metrics", "arch_history"))
     s = Search.build(cfg, dist, device)
     main = dist.is_main
-    metrics_log = JsonlLog(run_dir / "metrics.jsonl") if main else None
-    history_log = JsonlLog(run_dir / "arch_history.jsonl") if main else None
     start = 0
-    if resuming:
-        start = s.load_state(ckpt)
+    if loop.resuming:
+        start = s.load_state(loop.checkpoint)
         log.info("resuming %s at step %d of %d", run_dir, start, s.total_steps)
-    run.begin(to_yaml(cfg))
-    if main and resuming:
-        metrics_log.truncate_after(start - 1)
-        history_log.truncate_after(start - 1)
-
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start) if main else None
-    t0 = time.time()
-    bar = tqdm(total=s.total_steps, initial=start, disable=(not main) or (None if progress is None else not progress),
-               desc=f"{cfg.strategy.name} search", unit="step", dynamic_ncols=True)
+    loop.begin(keep_through=start - 1, tb_step=start, total=s.total_steps, done=start,
+               desc=f"{cfg.strategy.name} search", progress=progress)
     s.model.train()
     end = s.total_steps
-    try:
+    with loop:
         for step in range(start, s.total_steps):
             if s.strategy.should_stop():  # converged by the strategy's criterion (VIM-NAS stop_after)
                 end = step
-                run.save_checkpoint(f"step {step}", s.state(step), [s.model], [s.strategy])
+                loop.save_checkpoint(f"step {step}", s.state(step), [s.model], [s.strategy])
                 log.info("%s converged: stopping at step %d of %d", cfg.strategy.name, step, s.total_steps)
                 break
             if step % cfg.history_every == 0 and main:
-                _record_history(history_log, writer, s, step)
+                _record_history(loop, s, step)
             ctx = s.context(step)
             metrics = s.step(ctx)
             done = step + 1
             if done % cfg.log_every == 0 or done == s.total_steps:
                 metrics = _mean_over_ranks(metrics, s)
-                if main:
-                    metrics_log.append({"step": step, "epoch": ctx.epoch, "lr": ctx.lr, **metrics})
-                    for k, v in metrics.items():
-                        writer.add_scalar(f"search/{k}", v, step)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if "loss" in k or "top1" in k})
-            bar.update(1)
+                loop.append("metrics", {"step": step, "epoch": ctx.epoch, "lr": ctx.lr, **metrics})
+                loop.scalars("search/", metrics, step)
+                loop.bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if "loss" in k or "top1" in k})
+            loop.bar.update(1)
             epoch_end = done % s.steps_per_epoch == 0
             if epoch_end:
-                _end_epoch(s, run_dir, metrics_log, writer, step)
+                _end_epoch(s, loop, step)
             if epoch_end or done % cfg.checkpoint_every == 0:  # every rank checks the weights, rank 0 writes
-                run.save_checkpoint(f"step {done}", s.state(done), [s.model], [s.strategy])
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.flush()
+                loop.save_checkpoint(f"step {done}", s.state(done), [s.model], [s.strategy])
+        loop.close_bar()
 
-    ctx = s.context(max(end - 1, 0))
-    with s.autocast():
-        arch = s.strategy.finalize(ctx)
-    divergence = max(max_divergence(s.model, dist), max_divergence(s.strategy, dist))
-    agreed = same_on_all_ranks(s.space.arch_to_dict(arch))
-    if not main:
-        return {}
-    if end % cfg.history_every == 0:
-        _record_history(history_log, writer, s, end)
-    writer.close()
-    atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
-    summary = _summary(s, arch, time.time() - t0, start, end)
+        ctx = s.context(max(end - 1, 0))
+        with s.autocast():
+            arch = s.strategy.finalize(ctx)
+        divergence = max(max_divergence(s.model, dist), max_divergence(s.strategy, dist))
+        agreed = same_on_all_ranks(s.space.arch_to_dict(arch))
+        if not main:
+            return {}
+        if end % cfg.history_every == 0:
+            _record_history(loop, s, end)
+    loop.write_json("genotype.json", s.space.arch_to_dict(arch))
+    summary = _summary(s, arch, loop.seconds, start, end)
     summary["processes"] = dist.world
     summary["ranks_max_weight_difference"] = divergence
     summary["architecture_same_on_all_ranks"] = agreed
-    atomic_write_json(run_dir / "summary.json", summary)
+    loop.write_json("summary.json", summary)
     return summary
 
 
@@ -265,17 +243,17 @@ def _mean_over_ranks(metrics: dict[str, float], s: Search) -> dict[str, float]:
     return {k: v / s.dist.world for k, v in sums.items()}
 
 
-def _record_history(history_log: JsonlLog, writer, s: Search, step: int) -> None:
+def _record_history(loop: RunLoop, s: Search, step: int) -> None:
     weights = s.strategy.expected_weights()
     if not weights:
         return
-    history_log.append({"step": step, "epoch": step / s.steps_per_epoch,
-                        **{k: v.cpu().tolist() for k, v in weights.items()}})
+    loop.append("arch_history", {"step": step, "epoch": step / s.steps_per_epoch,
+                                 **{k: v.cpu().tolist() for k, v in weights.items()}})
     for k, v in weights.items():
-        writer.add_histogram(f"arch/{k}", v.cpu(), step)
+        loop.histogram(f"arch/{k}", v.cpu(), step)
 
 
-def _end_epoch(s: Search, run_dir: Path, metrics_log: JsonlLog, writer, step: int) -> None:
+def _end_epoch(s: Search, loop: RunLoop, step: int) -> None:
     epoch = (step + 1) // s.steps_per_epoch
     rec = {"step": step, "epoch": epoch, **s.validate(s.cfg.val_batches)}  # every rank takes part
     if not s.dist.is_main:
@@ -284,15 +262,12 @@ def _end_epoch(s: Search, run_dir: Path, metrics_log: JsonlLog, writer, step: in
     if arch is not None:
         rec["genotype"] = s.space.arch_to_dict(arch)
         rec["arch"] = s.space.describe(arch)
-        atomic_write_json(run_dir / "genotype.json", s.space.arch_to_dict(arch))
+        loop.write_json("genotype.json", s.space.arch_to_dict(arch))
         for kind, d in rec["arch"].items():  # the space's numeric facts, e.g. skip-connect counts
-            for k, v in d.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    writer.add_scalar(f"arch/{kind}_{k}", v, step)
-    for k, v in rec.items():
-        if k.startswith("val_"):
-            writer.add_scalar(f"search/{k}", v, step)
-    metrics_log.append(rec)
+            loop.scalars(f"arch/{kind}_", {k: v for k, v in d.items()
+                                           if isinstance(v, (int, float)) and not isinstance(v, bool)}, step)
+    loop.scalars("search/", {k: v for k, v in rec.items() if k.startswith("val_")}, step)
+    loop.append("metrics", rec)
     log.info("epoch %d: %s", epoch, {k: v for k, v in rec.items() if k.startswith("val_")})
 
 

@@ -33,11 +33,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Subset
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from archsearch.collectives import use_global_batch_norm
-from archsearch.config import TrainConfig, to_dict, to_yaml
+from archsearch.config import TrainConfig, to_dict
 from archsearch.data import build_dataset, check_labels, dataset_info
 from archsearch.data.epochs import eval_loader, train_loader
 from archsearch.engine.distributed import (
@@ -46,17 +44,16 @@ from archsearch.engine.distributed import (
     max_divergence,
     run_in_process_group,
 )
+from archsearch.engine.loop import RunLoop
 from archsearch.engine.optim import build_optimizer
 from archsearch.engine.precise_bn import recompute_bn_stats
-from archsearch.engine.rundir import RunDir
-from archsearch.engine.runlog import JsonlLog
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import CheckpointError, ConfigError, DivergenceError
 from archsearch.models import create_family
 from archsearch.models.cost import count_macs, count_params
 from archsearch.objectives import create_objective
 from archsearch.seeds import hashed_seed
-from archsearch.utils.io import atomic_torch_save, atomic_write_json, content_hash
+from archsearch.utils.io import content_hash
 
 log = logging.getLogger("archsearch")
 CHECKPOINT_FORMAT = 1
@@ -288,76 +285,61 @@ def run_train(cfg: TrainConfig, run_dir: Path, progress: Optional[bool] = None) 
 
 def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, progress) -> dict:
     arch = Trainer.resolve_arch(cfg)  # its content is part of the run's identity: a changed reference is refused
-    inputs = {"architecture (model.genotype)": content_hash(create_family(cfg.model.name).arch_to_dict(arch))}
-    run = RunDir(run_dir, "train", to_dict(cfg), inputs, main=dist.is_main)
-    ckpt = run.check()  # refuses another run's directory before anything is built or written
-    resuming = ckpt is not None
+    family = create_family(cfg.model.name)
+    inputs = {"architecture (model.genotype)": content_hash(family.arch_to_dict(arch))}
+    loop = RunLoop(run_dir, "train", cfg, dist, inputs)
     t = Trainer.build(cfg, dist, device, arch)
     main = dist.is_main
-    metrics_log = JsonlLog(run_dir / "metrics.jsonl")
     key = f"test_{t.objective.main_metric}"  # test_top1, test_miou, ...
     start, best = 0, {key: -math.inf, "epoch": -1}
-    if resuming:
-        start, best = t.load_state(ckpt)
+    if loop.resuming:
+        start, best = t.load_state(loop.checkpoint)
         log.info("resuming %s after epoch %d of %d", run_dir, start, cfg.optim.epochs)
-    run.begin(to_yaml(cfg))
-    if main:
-        if resuming:
-            metrics_log.truncate_after(start * t.steps_per_epoch - 1)
-        else:
-            atomic_write_json(run_dir / "genotype.json", create_family(cfg.model.name).arch_to_dict(t.arch))
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start) if main else None
     epochs = cfg.optim.epochs
-    bar = tqdm(total=epochs * t.steps_per_epoch, initial=start * t.steps_per_epoch, unit="step",
-               disable=(not main) or (None if progress is None else not progress),
-               desc=f"train {cfg.model.name}", dynamic_ncols=True)
-    t0 = time.time()
+    loop.begin(keep_through=start * t.steps_per_epoch - 1, tb_step=start, total=epochs * t.steps_per_epoch,
+               done=start * t.steps_per_epoch, desc=f"train {cfg.model.name}", progress=progress)
+    if not loop.resuming:
+        loop.write_json("genotype.json", family.arch_to_dict(t.arch))
     rec: dict[str, Any] = {}
-    try:
+    with loop:
         for epoch in range(start, epochs):
-            rec = {"epoch": epoch, "step": (epoch + 1) * t.steps_per_epoch - 1, **t.train_epoch(epoch, bar)}
+            rec = {"epoch": epoch, "step": (epoch + 1) * t.steps_per_epoch - 1, **t.train_epoch(epoch, loop.bar)}
             rec.update(t.evaluate(t.model))
             if t.ema is not None:
                 rec.update(t.evaluate(t.ema.module, prefix="ema_test"))
             improved = rec.get(key, -math.inf) > best[key]
             if improved:
                 best = {key: rec[key], "epoch": epoch}
-            run.check_finite(f"epoch {epoch}", [t.model, t.ema])  # before best.pt and the checkpoint
+            loop.check_finite(f"epoch {epoch}", [t.model, t.ema])  # before best.pt and the checkpoint
             if main:
-                metrics_log.append(rec)
-                for k, v in rec.items():
-                    if isinstance(v, float):
-                        writer.add_scalar(f"train/{k}", v, epoch)
+                loop.append("metrics", rec)
+                loop.scalars("train/", {k: v for k, v in rec.items() if isinstance(v, float)}, epoch)
                 if improved:
-                    atomic_torch_save(run_dir / "best.pt", t.model_file(t.model.state_dict()))
-                run.save_checkpoint(f"epoch {epoch}", t.state(epoch + 1, best))
+                    loop.write_torch("best.pt", t.model_file(t.model.state_dict()))
+                loop.save_checkpoint(f"epoch {epoch}", t.state(epoch + 1, best))
                 log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in rec.items() if "test" in k})
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
     divergence = max_divergence(t.model, dist)
-    summary = {}
-    if main:
-        final = rec or t.evaluate(t.model)
-        atomic_torch_save(run_dir / "model.pt", t.model_file(t.model.state_dict()))
-        summary = {
-            "model": cfg.model.name,
-            "dataset": cfg.data.name,
-            "objective": cfg.objective.name,
-            "architecture": create_family(cfg.model.name).arch_to_dict(t.arch),
-            "params": count_params(t.model),
-            "params_M": round(count_params(t.model) / 1e6, 3),
-            "mult_adds_M": round(count_macs(t.model, t.objective.input_channels(t.info.in_channels),
-                                            t.objective.input_size(t.info.image_size),
-                                            t.objective.inputs_per_sample) / 1e6, 2),
-            "epochs": epochs,
-            "processes": dist.world,
-            "ranks_max_weight_difference": divergence,
-            "final": {k: v for k, v in final.items() if k.startswith(("test_", "ema_test_"))},
-            "best": best,
-            "resumed_after_epoch": start,
-            "seconds_this_process": round(time.time() - t0, 2),
-        }
-        atomic_write_json(run_dir / "summary.json", summary)
+    if not main:
+        return {}
+    final = rec or t.evaluate(t.model)
+    loop.write_torch("model.pt", t.model_file(t.model.state_dict()))
+    summary = {
+        "model": cfg.model.name,
+        "dataset": cfg.data.name,
+        "objective": cfg.objective.name,
+        "architecture": family.arch_to_dict(t.arch),
+        "params": count_params(t.model),
+        "params_M": round(count_params(t.model) / 1e6, 3),
+        "mult_adds_M": round(count_macs(t.model, t.objective.input_channels(t.info.in_channels),
+                                        t.objective.input_size(t.info.image_size),
+                                        t.objective.inputs_per_sample) / 1e6, 2),
+        "epochs": epochs,
+        "processes": dist.world,
+        "ranks_max_weight_difference": divergence,
+        "final": {k: v for k, v in final.items() if k.startswith(("test_", "ema_test_"))},
+        "best": best,
+        "resumed_after_epoch": start,
+        "seconds_this_process": round(loop.seconds, 2),
+    }
+    loop.write_json("summary.json", summary)
     return summary

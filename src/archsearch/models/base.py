@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from archsearch.errors import GenotypeError
 from archsearch.registry import Registry
 
 Head = Callable[[int], nn.Module]
@@ -32,12 +33,41 @@ class ModelFamily(ABC):
     @abstractmethod
     def arch_from_dict(self, d: dict) -> Any: ...
 
+    # -- `archsearch genotype`: show, price and convert an architecture of any family ------------
+    @abstractmethod
+    def show(self, arch: Any) -> list[str]:
+        """Lines that show the architecture to a person."""
+
+    @abstractmethod
+    def price(self, arch: Any, sizes: dict[str, int], imagenet: bool) -> list[tuple[str, int, int]]:
+        """(network, params, mult-adds) of the evaluation networks the architecture makes: the
+        family's usual ones, or one network of the given `sizes` (channels, cells, classes,
+        image_size, in_channels) and `imagenet` input; a size the family has no use for, or one its
+        network cannot take, is a ConfigError."""
+
+    @abstractmethod
+    def write(self, arch: Any, fmt: str) -> str:
+        """The architecture as text in format `fmt` (a name the family does not write is a ConfigError)."""
+
 
 MODELS: Registry[ModelFamily] = Registry("model")
 
 
 def create_family(name: str) -> ModelFamily:
     return MODELS.create(name)
+
+
+def resolve_architecture(ref: str) -> tuple[ModelFamily, Any]:
+    """The first model family (in name order) that reads `ref`, with the architecture it reads;
+    when none does, the first family's error (the most detailed reader goes first: darts-*)."""
+    first = None
+    for name in MODELS.names():
+        family = create_family(name)
+        try:
+            return family, family.resolve(ref)
+        except GenotypeError as e:
+            first = first or e
+    raise first
 
 
 def list_models() -> list[str]:

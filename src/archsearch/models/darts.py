@@ -8,7 +8,7 @@ head after the second reduction. `darts-imagenet`: the mobile setting with two s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -16,8 +16,10 @@ from torch import nn
 
 from archsearch.config import ModelConfig, opt
 from archsearch.models.base import MODELS, Head, ModelFamily
+from archsearch.spaces.darts.formats import write_genotype
 from archsearch.spaces.darts.genotype import Genotype, resolve_genotype
 from archsearch.spaces.darts.ops import FactorizedReduce, ReLUConvBN, create_op
+from archsearch.spaces.darts.pricing import CIFAR, IMAGENET
 from archsearch.spaces.darts.supernet import check_cells, reduction_layers
 
 
@@ -146,6 +148,25 @@ class _DartsFamily(ModelFamily):
 
     def arch_from_dict(self, d: dict) -> Genotype:
         return Genotype.from_dict(d)
+
+    def show(self, arch: Genotype) -> list[str]:
+        """Per cell kind, each node's two inputs and the concatenated nodes."""
+        lines = []
+        for kind in ("normal", "reduce"):
+            cell = getattr(arch, kind)
+            nodes = "  ".join(f"{i}: {cell[2 * i][0]}<-{cell[2 * i][1]}, {cell[2 * i + 1][0]}<-{cell[2 * i + 1][1]}"
+                              for i in range(len(cell) // 2))
+            lines.append(f"{kind:7s} {nodes}  concat {list(getattr(arch, kind + '_concat'))}")
+        return lines
+
+    def price(self, arch: Genotype, sizes: dict[str, int], imagenet: bool) -> list[tuple[str, int, int]]:
+        """The papers' CIFAR (C=36 x 20 cells) and ImageNet (C=48 x 14) networks, or one of `sizes`."""
+        nets = [replace(IMAGENET if imagenet else CIFAR, **sizes)] if sizes or imagenet else [CIFAR, IMAGENET]
+        costs = [net.cost(arch) for net in nets]  # bad sizes fail before anything is returned
+        return [(net.describe(), cost.params, cost.macs) for net, cost in zip(nets, costs)]
+
+    def write(self, arch: Genotype, fmt: str) -> str:
+        return write_genotype(arch, fmt)
 
 
 @dataclass

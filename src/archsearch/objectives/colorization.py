@@ -7,10 +7,12 @@ low-resolution logits that the loss upsamples bilinearly (align_corners=True) to
 size. Targets are the hard nearest bins; no soft encoding, no class rebalancing.
 
 The bins: the Q = 313 in-gamut ab grid points of Zhang et al. (their `pts_in_hull`), shipped in
-data/ab_bins.json; `objective.bins` loads another (Q, 2) set (.npy or .json).
+data/ab_bins.json; `objective.bins` loads another (Q, 2) set (.npy or .json), whose content is
+part of the identity of every run that uses it (a file changed under a run is refused on resume).
 """
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,18 +50,27 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-3)
 
 
-@lru_cache(maxsize=4)
 def load_bins(path: str = "") -> torch.Tensor:
-    """The ab bin centres, (Q, 2) float32; the shipped set unless `path` names another."""
+    """The ab bin centres, (Q, 2) float32; the shipped set unless `path` names another. The file is
+    read on every call (a run hashes what it reads), its parse is cached by content."""
     source = Path(path).expanduser() if path else BINS_FILE
     try:
-        if source.suffix == ".npy":
+        data = source.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read colorization bins {source}: {type(e).__name__}: {e}") from None
+    return _parse_bins(data, source.suffix == ".npy", str(source))
+
+
+@lru_cache(maxsize=4)
+def _parse_bins(data: bytes, npy: bool, source: str) -> torch.Tensor:
+    try:
+        if npy:
             import numpy as np
 
-            bins = torch.from_numpy(np.load(source, allow_pickle=False)).float()
+            bins = torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False)).float()
         else:
-            bins = torch.tensor(json.loads(source.read_text())["bins"], dtype=torch.float32)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+            bins = torch.tensor(json.loads(data)["bins"], dtype=torch.float32)
+    except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"cannot read colorization bins {source}: {type(e).__name__}: {e}") from None
     if bins.ndim != 2 or bins.shape[1] != 2 or len(bins) < 2:
         raise ConfigError(f"colorization bins {source} must be a (Q, 2) array of ab centres")
@@ -115,6 +126,9 @@ class ColorizationConfig(ObjectiveConfig):
 
     name: str = "colorization"
     bins: str = opt("", "'' = the shipped 313 in-gamut ab bins; else a .npy/.json (Q, 2) file on the 10-grid")
+
+    def input_files(self) -> dict[str, str]:
+        return {"bins": self.bins} if self.bins else {}
 
 
 @OBJECTIVES.register("colorization", config=ColorizationConfig)

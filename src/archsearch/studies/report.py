@@ -91,14 +91,19 @@ def _figures(plan, rows: list[dict]) -> list[tuple[str, str]]:
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 4))
     for i, name in enumerate(names):
         values = [100 * v for v in scores[name].values()]
-        if name == RANDOM and len(values) > 1:
-            ax.boxplot(values, positions=[i], widths=0.5, showfliers=False)
-        offsets = [(k - (len(values) - 1) / 2) * 0.25 / max(len(values), 1) for k in range(len(values))]
-        ax.scatter([i + o for o in offsets], values, s=22, color="0.55" if name == RANDOM else f"C{i}", zorder=3)
-        ax.hlines(sum(values) / len(values), i - 0.3, i + 0.3, color="k", lw=1)
+        color = "0.55" if name == RANDOM else f"C{i}"
+        if name == RANDOM and len(values) > 1:  # the random architectures' spread: quartiles and range
+            ax.boxplot(values, positions=[i], widths=0.5, showfliers=False, whis=(0, 100),
+                       medianprops={"color": "0.55"}, boxprops={"color": "0.7"}, whiskerprops={"color": "0.7"},
+                       capprops={"color": "0.7"})
+        offsets = [(k - (len(values) - 1) / 2) * min(0.08, 0.5 / len(values)) for k in range(len(values))]
+        ax.scatter([i + o for o in offsets], values, s=24, color=color, zorder=3)
+        ax.scatter([i + 0.32], [sum(values) / len(values)], marker="<", s=60, color="k", zorder=4)
     ax.set_xticks(range(len(names)), names, rotation=20)
     ax.set_ylabel(f"test {plan.metric} (%, {plan.cfg.score.value} epoch)")
-    ax.set_title("architectures: random vs found (line: mean)")
+    if RANDOM in scores:
+        ax.axhline(100 * sum(scores[RANDOM].values()) / len(scores[RANDOM]), color="0.55", ls="--", lw=0.8)
+    ax.set_title("dots: architectures; triangles: means; dashed: random mean", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, plan.out / "strip", plt)
     made.append(("test metric of random vs found architectures", "strip"))

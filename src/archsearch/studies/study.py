@@ -236,7 +236,8 @@ def _row(plan: Plan, job: Job, outcome: Optional[dict], role, method, arch, sear
     if job.kind == "search":
         return row
     key = f"test_{plan.metric}"
-    row["params_M"], row["mult_adds_M"] = summary.get("params_M"), summary.get("mult_adds_M")
+    row["params_M"] = round(summary["params"] / 1e6, 6) if "params" in summary else None
+    row["mult_adds_M"] = summary.get("mult_adds_M")
     row["final"] = summary.get("final", {}).get(key)
     values = [r[key] for r in JsonlLog(Path(job.run_dir) / "metrics.jsonl").read() if r.get(key) is not None]
     row["best"] = max(values) if values else None

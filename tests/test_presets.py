@@ -10,15 +10,15 @@ import random
 import pytest
 
 from archsearch.cli import main
-from archsearch.config import CorrelateConfig, TrainConfig, load_config
+from archsearch.config import CorrelateConfig, StudyConfig, TrainConfig, load_config
 from archsearch.presets import PRESETS
 
 SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "imagenet": (3, 224, 1000),
           "fashion-mnist": (1, 28, 10), "imagefolder": (3, 224, 1000),
           "cityscapes": (3, 321, 19)}
 ALL = sorted(p.stem for p in PRESETS.glob("*.yaml"))
-# train_* are training recipes and correlate_* studies, each with its own schema
-PRESET_NAMES = [n for n in ALL if not n.startswith(("train_", "correlate_"))]
+# train_* are training recipes, correlate_* and study_* studies, each with its own schema
+PRESET_NAMES = [n for n in ALL if not n.startswith(("train_", "correlate_", "study_"))]
 TRAIN_PRESETS = [n for n in ALL if n.startswith("train_")]
 
 
@@ -93,3 +93,14 @@ def test_correlate_presets_parse_and_sample():
         assert cfg.name == name and cfg.train.model.name == "darts-cifar"
         cfg.num_archs = 3
         assert len(sample_archs(cfg)) == 3
+
+
+def test_study_presets_plan_every_run(tmp_path):
+    from archsearch.studies.study import plan_study
+    for name in (n for n in ALL if n.startswith("study_")):
+        cfg = load_config(PRESETS / f"{name}.yaml", schema=StudyConfig)
+        plan = plan_study(cfg, tmp_path / name)  # every search and training config resolved and checked
+        searches = len(cfg.searches) * len(cfg.search_seeds)
+        archs = searches + cfg.baselines.random + len(cfg.baselines.published)
+        assert cfg.name == name and len(plan.jobs) == searches + archs * len(cfg.retrain.seeds)
+        assert not (tmp_path / name).exists()

@@ -56,7 +56,8 @@ def test_relative_improvement_percentile_and_rank_test():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"searches": [{"preset": "darts_fashionmnistt", "label": "x"}]}, "search x: config 'darts_fashionmnistt' not found"),
+    ({"searches": [{"preset": "darts_fashionmnistt", "label": "x"}]},
+     "search x: config 'darts_fashionmnistt' not found"),
     ({"retrain": {"preset": "train_sgnas_fashionmnist"}}, "model 'mobile' cannot take the architectures of search"),
     ({"searches": [{"preset": "darts_fashionmnist", "overrides": ["seed=3"]}]}, "do not override seed"),
     ({"searches": [{"preset": "darts_fashionmnist"}, {"preset": "darts_fashionmnist"}]}, "two searches are labelled"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from archsearch.commands import COMMANDS
 
-WHAT = ("genotypes", "spaces", "strategies", "objectives", "datasets", "models", "configs")
+WHAT = ("genotypes", "spaces", "strategies", "objectives", "datasets", "models", "executors", "configs")
 
 
 @COMMANDS.register("list")
@@ -11,7 +11,7 @@ def register(sub) -> None:
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", nargs="?", default="all", choices=["all", *WHAT])
     ls.add_argument("-v", "--verbose", action="store_true",
-                    help="spaces, strategies, objectives, models: each one's options with defaults and help")
+                    help="spaces, strategies, objectives, models, executors: each one's options with defaults and help")
     ls.set_defaults(func=run)
 
 
@@ -23,6 +23,7 @@ def _tables() -> dict:
     from archsearch.spaces import list_spaces
     from archsearch.spaces.darts.genotype import published_genotypes
     from archsearch.strategies import list_strategies
+    from archsearch.studies.executors import EXECUTORS
 
     return {
         "genotypes": lambda: sorted(published_genotypes()),
@@ -31,6 +32,7 @@ def _tables() -> dict:
         "objectives": list_objectives,
         "datasets": list_datasets,
         "models": list_models,
+        "executors": EXECUTORS.names,
         "configs": list_presets,
     }
 
@@ -40,8 +42,10 @@ def _registries() -> dict:
     from archsearch.objectives import OBJECTIVES
     from archsearch.spaces import SPACES
     from archsearch.strategies import STRATEGIES
+    from archsearch.studies.executors import EXECUTORS
 
-    return {"spaces": SPACES, "strategies": STRATEGIES, "objectives": OBJECTIVES, "models": MODELS}
+    return {"spaces": SPACES, "strategies": STRATEGIES, "objectives": OBJECTIVES, "models": MODELS,
+            "executors": EXECUTORS}
 
 
 def _options(registry, name: str) -> list[str]:

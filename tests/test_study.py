@@ -137,6 +137,13 @@ def _wait_for_records(out: Path, n: int, proc: subprocess.Popen, limit: float = 
         time.sleep(0.2)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return "\tZ" not in Path(f"/proc/{pid}/status").read_text().split("State:")[1][:4]
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 @pytest.mark.slow
 def test_sigkill_midway_then_rerun_equals_an_uninterrupted_study(tmp_path):
     config = tiny(tmp_path)
@@ -146,13 +153,16 @@ def test_sigkill_midway_then_rerun_equals_an_uninterrupted_study(tmp_path):
     killed = tmp_path / "killed"
     proc = _study_process(config, killed)
     _wait_for_records(killed, 3, proc)
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                              text=True).stdout.split()]
     proc.kill()  # the study process only: its workers die with it (PR_SET_PDEATHSIG)
     proc.wait()
+    t0 = time.time()
+    while any(_alive(p) for p in workers):
+        assert time.time() - t0 < 10, "workers outlived the killed study"
+        time.sleep(0.1)
     done = {p: p.stat().st_mtime_ns for p in killed.glob("runs/*/*/summary.json")}
     assert len(done) >= 3
-    time.sleep(1)
-    workers = subprocess.run(["pgrep", "-f", f"archsearch.*{killed}"], capture_output=True, text=True).stdout
-    assert not workers.strip(), f"workers outlived the killed study: {workers}"
     proc = _study_process(config, killed)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr

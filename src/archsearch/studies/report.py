@@ -31,7 +31,7 @@ def write_report(plan, rows: list[dict], summary: dict) -> None:
              "", f"Score: {metric} ({summary['score']} epoch), in %; a method's architectures are its searches' "
                  "results, each averaged over the training seeds.", "",
              "| method | runs | mean ± std | best search | params (M) | percentile among random | RI vs random "
-             "(%) | rank test p | search cost (CPU h / GPU h) |",
+             "(%) | rank test p | search cost (wall / CPU / GPU h) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, m in summary["methods"].items():
         vs = m.get("vs_random") or {}
@@ -39,12 +39,13 @@ def write_report(plan, rows: list[dict], summary: dict) -> None:
         cost = m.get("search_cost") or {}
         best = m.get("best_search")
         best_text = f"{_pct(best['score'])} ({best['arch']})" if best else ""
+        cost_text = " / ".join(_num(cost.get(k), "{:.3f}") for k in ("wall_h", "cpu_h", "gpu_h")) if cost else ""
         lines.append(
             f"| {name} | {m['runs']} | {_pct(m['mean'])} ± {_pct(m['std'])} | "
             f"{best_text} | {_num(m['params_M'])} | "
             f"{_num(vs.get('percentile_among_random'), '{:.0f}')} | {_num(vs.get('ri_percent'), '{:+.2f}')} | "
             f"{_num(test['p'], '{:.3g}') if test else ''} | "
-            f"{_num(cost.get('cpu_h'), '{:.3f}')} / {_num(cost.get('gpu_h'), '{:.3f}')} |")
+            f"{cost_text} |")
     lines += ["", "## Against the random architectures", ""]
     lines += [f"- {line}" for line in verdicts(summary)]
     for title, name in figures:

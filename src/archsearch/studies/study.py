@@ -74,8 +74,8 @@ def _label(entry) -> str:
 def _load(preset: str, overrides: list[str], schema, where: str):
     try:
         return load_config(resolve_config(preset), overrides, schema=schema)
-    except ArchsearchError as e:
-        raise ConfigError(f"{where}: {e}") from None
+    except ArchsearchError as e:  # the overrides come from the study config, not the command line
+        raise ConfigError(f"{where}: {str(e).replace('(from the command line)', '(from its overrides)')}") from None
 
 
 def plan_study(cfg: StudyConfig, out: Path) -> Plan:

@@ -7,13 +7,14 @@ import functools
 
 import pytest
 
-from archsearch.config import CorrelateConfig, SearchConfig, TrainConfig, load_config
+from archsearch.config import CorrelateConfig, SearchConfig, StudyConfig, TrainConfig, load_config
 from archsearch.presets import PRESETS, list_presets
+
+SCHEMAS = {"train_": TrainConfig, "correlate_": CorrelateConfig, "study_": StudyConfig}
 
 
 def schema_of(name: str):
-    return TrainConfig if name.startswith("train_") else CorrelateConfig if name.startswith("correlate_") else (
-        SearchConfig)
+    return next((schema for prefix, schema in SCHEMAS.items() if name.startswith(prefix)), SearchConfig)
 
 
 @functools.lru_cache(maxsize=None)

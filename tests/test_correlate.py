@@ -53,6 +53,7 @@ GEN = ["train.data.name=generated", "train.data.generated.image_size=16", "train
        "train.model.layers=3", "train.optim.epochs=2", "train.steps_per_epoch=2", "train.eval_batches=1"]
 
 
+@pytest.mark.slow  # 20 trainings, each in its own worker process
 def test_study_from_a_table_resumes_and_reports(tmp_path, capsys):
     table = tmp_path / "table.csv"
     rng = random.Random(0)

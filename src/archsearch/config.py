@@ -408,6 +408,9 @@ class StudyConfig:
         if "random" in labels:
             raise ConfigError("the label 'random' names the random baseline; call a random-search method e.g. "
                               "'random-ws'")
+        clash = next((x for x in self.baselines.published if x in labels or x == "random"), None)
+        if clash:
+            raise ConfigError(f"baselines.published names {clash!r}, which is also a method label; relabel the search")
         if self.baselines.space_of and self.baselines.space_of not in labels:
             raise ConfigError(f"baselines.space_of={self.baselines.space_of!r} is no search label; labels: "
                               f"{', '.join(labels)}")

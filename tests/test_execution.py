@@ -4,6 +4,8 @@ The compiled checks trace with `compile_backend=aot_eager` (dynamo + AOTAutograd
 generation), which takes seconds; inductor's CPU code generation takes minutes even for the tiny
 supernet here, so its one check is marked slow. The CUDA runs are in tests/test_cuda.py.
 """
+import json
+
 import pytest
 import torch
 from helpers import one_line_error
@@ -94,3 +96,17 @@ def test_cuda_graphs_are_refused_when_the_config_loads(tmp_path, capsys, overrid
     assert main(["search", "darts_fashionmnist", *GEN, *overrides, "--out", str(out), "--no-progress"]) == 2
     assert message in one_line_error(capsys)
     assert not out.exists()
+
+
+def test_bench_times_a_compiled_channels_last_step(tmp_path, capsys):
+    """`archsearch bench` with execution options: the header names them, warm-up holds the compile."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "darts_fashionmnist", *GEN, "space.nodes=1", "channels_last=true", "compile=true",
+                 "compile_backend=aot_eager", "--impls", "reference,fast", "--steps", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "execution channels_last=true compile=true compile_backend=aot_eager" in printed
+    report = json.loads(out.read_text())
+    assert report["execution"] == "channels_last=true compile=true compile_backend=aot_eager"
+    ref, fast = report["paths"]
+    assert ref["warmup_s"] > 0 and ref["ops_per_step"] > 0 and fast["ops_per_step"] > 0
+    assert ref["gflop_per_step"] == fast["gflop_per_step"] > 0 and ref["saved_mb"] > 0

@@ -207,8 +207,8 @@ class SearchConfig:
                              "the parameters, the architecture optimizer and the BN statistics stay float32")
     channels_last: bool = opt(False, "supernet weights (and so every activation) channels-last, reference impl "
                                      "included; fast/batched already run their activations channels-last")
-    compile: bool = opt(False, "torch.compile the supernet's forward and backward (not first-class on CPU: "
-                               "inductor compiles for minutes, BENCHMARKS.md)")
+    compile: bool = opt(False, "torch.compile the supernet's forward and backward, any strategy (for GPUs: on CPU "
+                               "inductor needs minutes for a tiny supernet, over 30 for C=16 x 8 cells)")
     compile_backend: CompileBackend = opt(CompileBackend.inductor, "aot_eager: trace only, no code generation "
                                                                    "(checks a strategy compiles in seconds)")
     cuda_graphs: bool = opt(False, "CUDA only, implies compile: replay the compiled passes as CUDA graphs "

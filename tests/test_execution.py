@@ -110,3 +110,20 @@ def test_bench_times_a_compiled_channels_last_step(tmp_path, capsys):
     ref, fast = report["paths"]
     assert ref["warmup_s"] > 0 and ref["ops_per_step"] > 0 and fast["ops_per_step"] > 0
     assert ref["gflop_per_step"] == fast["gflop_per_step"] > 0 and ref["saved_mb"] > 0
+
+
+def test_a_cuda_graph_config_loads_without_cuda_but_does_not_run():
+    """A GPU run's config.yaml must load on a CPU-only machine (plots, generate); runs are refused
+    there, by `archsearch search` and `bench` right after loading and by Search.build."""
+    from archsearch.engine.execution import check_machine
+    from archsearch.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = load_config(resolve_config("darts_fashionmnist"), [*GEN, "device=auto", "cuda_graphs=true"])
+    assert cfg.cuda_graphs
+    with pytest.raises(ConfigError, match="this machine has none"):
+        check_machine(cfg)
+    with pytest.raises(ConfigError, match="this machine has none"):
+        Search.build(cfg)
+    assert main(["bench", "darts_fashionmnist", *GEN, "device=auto", "cuda_graphs=true"]) == 2

@@ -10,6 +10,15 @@ import torch
 from torch import nn
 
 from archsearch.config import SearchConfig
+from archsearch.errors import ConfigError
+
+
+def check_machine(cfg: SearchConfig) -> None:
+    """Refuse options this machine cannot run, right after the config loads (SearchConfig.check
+    holds what no machine can run; a run's config.yaml must load anywhere for plots)."""
+    if cfg.cuda_graphs and not torch.cuda.is_available():
+        raise ConfigError(f"cuda_graphs=true needs a CUDA device, and this machine has none (device={cfg.device}, "
+                          "torch.cuda.is_available() is False)")
 
 
 def compiles(cfg: SearchConfig) -> bool:
@@ -26,6 +35,7 @@ def prepare_supernet(model: nn.Module, cfg: SearchConfig) -> nn.Module:
     batched paths break the graph at their custom autograd Functions (kernels.py, batched.py),
     so only the stretches between them compile and frames over dynamo's recompile limit run eager.
     """
+    check_machine(cfg)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if compiles(cfg):

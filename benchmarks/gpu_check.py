@@ -2,8 +2,8 @@
 
 Every step runs in its own process with its own timeout (and all of them within --budget), so one
 failure or hang does not sink the rest: the CUDA tests (`pytest -m cuda`); `archsearch bench` of the
-reference, fast and batched supernet (plus bf16 / torch.compile / CUDA-graph variants once the
-installed SearchConfig has those options); one epoch each of DARTS-1st, PC-DARTS and VIM-NAS search
+reference, fast and batched supernet (plus bf16, channels-last, torch.compile and CUDA-graph variants;
+the last two on CUDA only, one process per formulation); one epoch each of DARTS-1st, PC-DARTS and VIM-NAS search
 on CIFAR-sized generated data, timed end to end with the data pipeline; one `train_cifar10` epoch of
 DARTS_V2 (images/s). Each archsearch step runs through this script's --child wrapper, which records
 the process's peak memory (torch.cuda.max_memory_allocated; max RSS in --cpu mode). One markdown

@@ -2,8 +2,8 @@
 
 Every step runs in its own process with its own timeout (and all of them within --budget), so one
 failure or hang does not sink the rest: the CUDA tests (`pytest -m cuda`); `archsearch bench` of the
-reference, fast and batched supernet (plus bf16 / torch.compile / CUDA-graph variants once the
-installed SearchConfig has those options); one epoch each of DARTS-1st, PC-DARTS and VIM-NAS search
+reference, fast and batched supernet (plus bf16, channels-last, torch.compile and CUDA-graph variants;
+the last two on CUDA only, one process per formulation); one epoch each of DARTS-1st, PC-DARTS and VIM-NAS search
 on CIFAR-sized generated data, timed end to end with the data pipeline; one `train_cifar10` epoch of
 DARTS_V2 (images/s). Each archsearch step runs through this script's --child wrapper, which records
 the process's peak memory (torch.cuda.max_memory_allocated; max RSS in --cpu mode). One markdown
@@ -30,10 +30,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Hooks for issue 18 part 1: a bench variant runs only when the installed SearchConfig has the
-# field its override sets, so this script works before and after those options land.
-BENCH_VARIANTS = [("float32", None), ("bf16", "amp=bf16"), ("compile", "compile=true"),
-                  ("cuda graphs", "cuda_graphs=true")]
+# A bench variant runs only when the installed SearchConfig has the field its override sets, so
+# this script also works on a checkout from before those options. Compiled variants time one
+# supernet formulation per process: each formulation compiles anew, and a bench killed by its
+# timeout reports nothing, so the reference and fast compilations must not share one.
+BENCH_VARIANTS = [("float32", None), ("bf16", "amp=bf16"), ("channels-last", "channels_last=true"),
+                  ("compile", "compile=true"), ("cuda graphs", "cuda_graphs=true")]
+COMPILED = {"compile", "cuda graphs"}
+CPU_SKIPS = "compile and cuda graphs variants skipped in --cpu mode (inductor compiles for minutes on a CPU; " \
+            "CUDA graphs need CUDA)"
 
 
 @dataclasses.dataclass
@@ -191,12 +196,13 @@ class Checker:
 
     def bench(self, variant: str, override: str | None, impls: str, own_timeout: float) -> None:
         s = self.sizes
-        json_path = self.out / f"bench-{variant.replace(' ', '-')}.json"
+        name = f"{variant} {impls}" if variant in COMPILED else variant  # one process per compiled impl
+        json_path = self.out / f"bench-{name.replace(' ', '-')}.json"
         json_path.unlink(missing_ok=True)
         args = ["bench", "darts1_cifar10", *self._data(min(s.samples, 256)), *s.extra_bench,
                 *([override] if override else []), "--steps", str(s.bench_steps), "--impls", impls,
                 "--json", str(json_path)]
-        row = self._archsearch(f"bench {variant}", args, own_timeout)
+        row = self._archsearch(f"bench {name}", args, own_timeout)
         if not json_path.exists():
             self.rows.append(row)
             return
@@ -208,7 +214,8 @@ class Checker:
                               "peak_mb": p["cuda_peak_mb"] if p["cuda_peak_mb"] else row.get("peak_mb"),
                               "result": f"step {p['step_ms']:.1f} ms (weight {p['weight_ms']:.1f} + arch "
                                         f"{p['arch_ms']:.1f}), {p['images_per_s']:.1f} img/s, "
-                                        f"cpu {p['cpu_step_ms']:.0f} ms, saved {p['saved_mb']:.0f} MB{ratio}"})
+                                        f"cpu {p['cpu_step_ms']:.0f} ms, saved {p['saved_mb']:.0f} MB, "
+                                        f"warm-up {p['warmup_s']:.1f} s{ratio}"})
 
     def search(self, name: str, preset: str, extra: list[str], own_timeout: float) -> None:
         run = self.out / "runs" / preset
@@ -299,19 +306,22 @@ def main(argv: list[str] | None = None) -> int:
         ("search", lambda: c.search("PC-DARTS epoch", "pcdarts_cifar10", ["strategy.arch_freeze_epochs=0"], 120)),
         ("search", lambda: c.search("VIM-NAS epoch", "vimnas_cifar10", [], 120)),
     ]
-    for variant, override in BENCH_VARIANTS[1:]:  # the hooks: only options this archsearch has
-        if override.split("=")[0] in fields:
-            steps.append(("variants", lambda v=variant, o=override: c.bench(v, o, "fast,batched", 240)))
+    notes = [CPU_SKIPS] if not cuda else []
+    for variant, override in BENCH_VARIANTS[1:]:  # only options this archsearch has
+        if override.split("=")[0] not in fields or (variant in COMPILED and not cuda):
+            continue
+        for impls in ("reference", "fast") if variant in COMPILED else ("fast,batched",):
+            steps.append(("variants", lambda v=variant, o=override, i=impls: c.bench(v, o, i, 240)))
     for kind, step in steps:
         if kind not in skip:
             step()
-    table = markdown(env, c.rows, cuda)
+    table = "\n\n".join([markdown(env, c.rows, cuda), *notes])
     print(table)
     (out / "gpu-check.md").write_text(table + "\n")
     (out / "gpu-check.json").write_text(json.dumps({
         "environment": env, "mode": {"cuda": cuda, "tiny": args.tiny, "budget_s": args.budget,
                                      "search_impl": args.search_impl},
-        "variants": [v for v, o in BENCH_VARIANTS if o is None or o.split("=")[0] in fields],
+        "variants": [v for v, o in BENCH_VARIANTS if o is None or o.split("=")[0] in fields], "notes": notes,
         "steps": c.rows}, indent=2) + "\n")
     return 0 if all(r["status"] == "ok" for r in c.rows) else 1
 

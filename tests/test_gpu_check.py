@@ -23,3 +23,5 @@ def test_gpu_check_cpu_tiny(tmp_path):
     assert steps["train_cifar10 epoch (DARTS_V2)"]["images_per_s"] > 0
     table = (tmp_path / "gpu-check.md").read_text()
     assert table in p.stdout and "| bench float32 batched | ok |" in table
+    assert "| bench channels-last fast | ok |" in table and "warm-up" in steps["bench float32 fast"]["result"]
+    assert "compile and cuda graphs variants skipped in --cpu mode" in table  # inductor takes minutes on CPU

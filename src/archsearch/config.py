@@ -66,6 +66,10 @@ class SpaceConfig(ComponentConfig):
 class StrategyConfig(ComponentConfig):
     name: str = "darts"
 
+    def cuda_graphs_refusal(self) -> Optional[str]:
+        """Why `cuda_graphs=true` cannot replay this strategy's steps; None when it can."""
+        return None
+
 
 @dataclass
 class ObjectiveConfig(ComponentConfig):
@@ -189,6 +193,11 @@ class Amp(Choice):
     bf16 = "bf16"
 
 
+class CompileBackend(Choice):
+    inductor = "inductor"
+    aot_eager = "aot_eager"
+
+
 @dataclass
 class OptimConfig:
     """The supernet weights' SGD and its cosine schedule."""
@@ -210,6 +219,14 @@ class SearchConfig:
     precision: Precision = opt(Precision.float32, "float64: numerical checks (rounding no longer flips ReLU kinks)")
     amp: Amp = opt(Amp.none, "bf16: autocast the supernet's forward and backward to bfloat16 (CPU and CUDA); "
                              "the parameters, the architecture optimizer and the BN statistics stay float32")
+    channels_last: bool = opt(False, "supernet weights (and so every activation) channels-last, reference impl "
+                                     "included; fast/batched already run their activations channels-last")
+    compile: bool = opt(False, "torch.compile the supernet's forward and backward, any strategy (for GPUs: on CPU "
+                               "inductor needs minutes for a tiny supernet, over 30 for C=16 x 8 cells)")
+    compile_backend: CompileBackend = opt(CompileBackend.inductor, "aot_eager: trace only, no code generation "
+                                                                   "(checks a strategy compiles in seconds)")
+    cuda_graphs: bool = opt(False, "CUDA only, implies compile: replay the compiled passes as CUDA graphs "
+                                   "(inductor's reduce-overhead mode); needs fixed batch shapes")
     sync_bn: bool = opt(True, "under torchrun: batch norm over the global batch (reproduces one process; one "
                               "all-reduce per BN layer and pass) or, false, over each rank's slice")
     steps_per_epoch: int = opt(0, "0 = one pass over the train split", low=0)
@@ -229,6 +246,20 @@ class SearchConfig:
         check_pair(self.strategy.name, self.space.name)
         if self.amp != Amp.none and self.precision == Precision.float64:
             raise ConfigError("amp=bf16 and precision=float64 contradict each other; choose one")
+        if self.cuda_graphs:
+            _check_cuda_graphs(self)
+
+
+def _check_cuda_graphs(cfg: SearchConfig) -> None:
+    """What makes CUDA graphs impossible whatever the machine (engine/execution.py checks that the
+    machine has CUDA: a CUDA-graph run's config.yaml must still load on a CPU-only one for plots)."""
+    why = cfg.strategy.cuda_graphs_refusal()
+    if why:
+        raise ConfigError(f"cuda_graphs=true does not work with strategy {cfg.strategy.name!r}: {why}")
+    if cfg.compile_backend != CompileBackend.inductor:
+        raise ConfigError(f"cuda_graphs=true needs compile_backend=inductor, got {cfg.compile_backend}")
+    if cfg.device == "cpu":
+        raise ConfigError("cuda_graphs=true needs a CUDA device, and this run has none (device=cpu)")
 
 
 class Schedule(Choice):

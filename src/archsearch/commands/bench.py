@@ -27,6 +27,10 @@ def run(args) -> int:
         raise ConfigError(f"--steps must be at least 1 (timed steps per path), got {args.steps}")
     schema = TrainConfig if args.train else SearchConfig
     cfg = load_config(resolve_config(args.config), args.overrides, schema=schema)
+    if not args.train:
+        from archsearch.engine.execution import check_machine
+
+        check_machine(cfg)  # e.g. cuda_graphs=true without CUDA
     if args.train:
         from archsearch.bench.train import format_train_bench, run_train_bench
 

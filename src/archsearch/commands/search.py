@@ -18,10 +18,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from archsearch.config import load_config
+    from archsearch.engine.execution import check_machine
     from archsearch.engine.search import run_search
     from archsearch.presets import resolve_config
 
     cfg = load_config(resolve_config(args.config), args.overrides)
+    check_machine(cfg)  # e.g. cuda_graphs=true without CUDA: one line before the run directory exists
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = run_search(cfg, out, progress=False if args.no_progress else None)
     if not summary:  # ranks other than 0 under torchrun

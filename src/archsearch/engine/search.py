@@ -30,6 +30,7 @@ from archsearch.engine.distributed import (
     max_divergence,
     run_in_process_group,
 )
+from archsearch.engine.execution import begin_step, prepare_supernet
 from archsearch.engine.loop import RunLoop
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import CheckpointError
@@ -73,6 +74,7 @@ class Search:
         model = space.build_supernet(*shape, objective.build_head).to(device)
         if dist.enabled and cfg.sync_bn:
             use_global_batch_norm(model)
+        prepare_supernet(model, cfg)  # channels-last, torch.compile, CUDA graphs (options, off by default)
         strategy = create_strategy(cfg.strategy, space).to(device)
         o = cfg.optim
         optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
@@ -105,6 +107,7 @@ class Search:
 
     def step(self, ctx: StepContext) -> dict[str, float]:
         """One search iteration of the strategy on the next train batch."""
+        begin_step(self.cfg)
         with self.autocast():
             return self.strategy.step(ctx, self.next_train())
 

@@ -6,6 +6,7 @@ order 2: the unrolled hypergradient through one virtual SGD step (bilevel.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
@@ -29,6 +30,12 @@ class DartsConfig(GradientConfig):
     name: str = "darts"
     order: int = opt(1, "1: gradient at the current weights; 2: through one virtual SGD step", low=1, high=2)
     fd_radius: float = opt(0.01, "2nd order: finite-difference step eps = fd_radius / ||v||", above=0.0)
+
+    def cuda_graphs_refusal(self) -> Optional[str]:
+        if self.order == 2:  # PC-DARTS and MiLeNAS inherit this
+            return ("order=2 runs the supernet at virtual weights w' (functional_call), new tensors every "
+                    "step, which a CUDA graph would re-record each step; use order=1 or cuda_graphs=false")
+        return None
 
 
 class AlphaStrategy(SearchStrategy):

@@ -124,9 +124,11 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, capsys):
 
 def _study_process(config: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # a shell's background job (CI) ignores SIGINT, and a child inherits that: give the study the
+    # default disposition, as in a terminal, so that Python turns SIGINT into KeyboardInterrupt
     return subprocess.Popen([sys.executable, "-m", "archsearch", "study", str(config), "--out", str(out),
                              "--no-progress", *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_records(out: Path, n: int, proc: subprocess.Popen, limit: float = 300) -> None:

@@ -237,3 +237,41 @@ def test_a_closed_pipe_ends_quietly():
     p.stdout.close()  # long before the child, still importing, prints anything
     err = p.stderr.read()
     assert p.wait(timeout=120) == 141 and err == ""
+
+
+def _as_if_older(out, drop: str, value=None) -> None:
+    """Rewrite a run's records as an archsearch without top-level option `drop` would have written
+    them (with `value` set instead, an option whose recorded value differs from today's default)."""
+    from archsearch.utils.io import atomic_torch_save, content_hash
+
+    def older(identity: dict) -> dict:
+        config = {k: v for k, v in identity["config"].items() if k != drop}
+        if value is not None:
+            config["seed"] = value
+        ident = {k: identity[k] for k in ("format", "kind", "inputs")} | {"config": config}
+        return {**ident, "digest": content_hash(ident)}
+
+    record = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps(older(record)))
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    ckpt["run"] = older(ckpt["run"])
+    atomic_torch_save(out / "checkpoint.pt", ckpt)
+
+
+def test_a_run_of_an_older_version_resumes_when_the_new_options_are_at_their_defaults(tmp_path, capsys):
+    rc, out = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=2", "checkpoint_every=2")
+    assert rc == 0
+    (out / "summary.json").unlink()  # as if killed after its last checkpoint
+    genotype = (out / "genotype.json").read_text()
+    _as_if_older(out, "channels_last")
+    rc, _ = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=2", "checkpoint_every=2")
+    assert rc == 0 and (out / "summary.json").is_file()
+    assert (out / "genotype.json").read_text() == genotype
+    assert "channels_last" not in json.loads((out / "run.json").read_text())["config"]  # its identity is kept
+    # an option set away from its default is a different run, as before
+    rc, _ = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=2", "checkpoint_every=2", "channels_last=true")
+    assert rc == 2 and "different config (channels_last)" in one_line_error(capsys)
+    # and a recorded value that differs from this run's is refused even when an option is missing
+    _as_if_older(out, "compile", value=7)
+    rc, _ = _search(tmp_path, "steps_per_epoch=2", "optim.epochs=2", "checkpoint_every=2")
+    assert rc == 2 and "different config" in one_line_error(capsys)

@@ -565,6 +565,17 @@ def load_config(path: Optional[Path], overrides: list[str] = (), schema=SearchCo
     return obj
 
 
+def defaults_like(cfg: Any) -> Optional[dict]:
+    """The schema's defaults for the same components as `cfg`, as a dict: what an option that an older
+    run's config lacks meant (an option is added with the default that keeps the old behaviour)."""
+    names = [f"{f.name}.name={getattr(cfg, f.name).name}" for f in dataclasses.fields(cfg)
+             if isinstance(getattr(cfg, f.name), ComponentConfig)]
+    try:
+        return to_dict(load_config(None, names, schema=type(cfg)))
+    except ConfigError:  # defaults that are no valid run on their own: no older run is matched
+        return None
+
+
 def retarget(section: dict, base: type, name: str) -> dict:
     """A component section switched to component `name`: the options the new one also has are kept."""
     own = {f.name for f in dataclasses.fields(_registry(base).config_class(name))}

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from archsearch.config import ComponentConfig, to_dict, to_yaml
+from archsearch.config import ComponentConfig, defaults_like, to_dict, to_yaml
 from archsearch.engine.distributed import DistInfo
 from archsearch.engine.rundir import RunDir
 from archsearch.engine.runlog import JsonlLog
@@ -37,7 +37,8 @@ class RunLoop:
         self.path = Path(path)
         self.cfg = cfg
         self.main = dist.is_main
-        self.run = RunDir(self.path, kind, to_dict(cfg), {**(inputs or {}), **component_inputs(cfg)}, main=self.main)
+        self.run = RunDir(self.path, kind, to_dict(cfg), {**(inputs or {}), **component_inputs(cfg)}, main=self.main,
+                          defaults=defaults_like(cfg))
         self.checkpoint = self.run.check()  # refuses another run's directory before anything is built
         self.logs = {name: JsonlLog(self.path / f"{name}.jsonl") for name in logs}
         self.writer: Optional[SummaryWriter] = None

@@ -11,6 +11,10 @@ on the same directory must present the same identity, and then:
   rerun after a kill at any point repeats an uninterrupted run bit for bit;
 * a finished run whose checkpoint.pt is gone is refused, and its results are kept.
 
+A run recorded by an older archsearch, whose config lacks options added since, is the same run when
+each missing option has its default here (`defaults`): new options default to the old behaviour, so
+such a run resumes under its recorded identity.
+
 Temporary files of killed atomic writes (in the directory and its direct subfolders) are removed
 when a run (re)starts. Under torchrun every rank checks (reading only); rank 0 alone writes.
 """
@@ -52,7 +56,7 @@ class RunDir:
     `checkpoints=False` for a directory that resumes from its files (a correlation study)."""
 
     def __init__(self, path: Path, kind: str, config: dict, inputs: Optional[dict[str, str]] = None,
-                 main: bool = True, checkpoints: bool = True):
+                 main: bool = True, checkpoints: bool = True, defaults: Optional[dict] = None):
         self.path = Path(path)
         self.kind = kind
         self.main = main
@@ -60,6 +64,7 @@ class RunDir:
         self.identity = {"format": FORMAT, "kind": kind, "config": json.loads(json.dumps(config)),
                          "inputs": dict(inputs or {})}
         self.digest = content_hash(self.identity)
+        self.defaults = defaults
         self._restart = False
 
     # -- before anything is built ---------------------------------------------------------------
@@ -111,7 +116,7 @@ class RunDir:
             raise RunDirError(f"{p / RUN_FILE} is not a run record this archsearch wrote; use another --out directory")
         if saved["kind"] != self.kind:
             raise RunDirError(f"{p} holds a {saved['kind']} run, not a {self.kind} run; use another --out directory")
-        if content_hash(saved["config"]) != content_hash(self.identity["config"]):
+        if content_hash(saved["config"]) != content_hash(self.identity["config"]) and not self._older(saved):
             keys = sorted(_diff_keys(saved["config"], self.identity["config"]))
             raise RunDirError(f"{p} holds a run with a different config ({', '.join(keys[:5])}); use another "
                               "--out directory to start a new run")
@@ -121,6 +126,15 @@ class RunDir:
         if changed:
             raise RunDirError(f"{p} was started with another {', '.join(changed)}: its content changed since the run "
                               "began; restore it, or use another --out directory to start a new run")
+
+    def _older(self, saved: dict) -> bool:
+        """The recorded config is this one less options added since, each at its default: adopt the
+        recorded identity, so the run's checkpoints (stamped with it) resume."""
+        if self.defaults is None or not _lacks_only_defaults(saved["config"], self.identity["config"], self.defaults):
+            return False
+        self.identity = {**self.identity, "config": saved["config"]}
+        self.digest = content_hash(self.identity)
+        return True
 
     def _foreign(self, stamp: Any) -> str:
         where = self.path / CHECKPOINT
@@ -170,6 +184,22 @@ class RunDir:
         self.check_finite(where, modules, parameters_only)
         if self.main:
             atomic_torch_save(self.path / CHECKPOINT, {**state, "run": {"digest": self.digest, **self.identity}})
+
+
+def _lacks_only_defaults(saved: Any, mine: Any, defaults: Any) -> bool:
+    """`saved` equals `mine` but for keys it lacks, whose value in `mine` is the default."""
+    if not (isinstance(saved, dict) and isinstance(mine, dict)):
+        return json.dumps(saved) == json.dumps(mine)
+    if set(saved) - set(mine):  # an option this version no longer has
+        return False
+    defaults = defaults if isinstance(defaults, dict) else {}
+    for k, v in mine.items():
+        if k in saved:
+            if not _lacks_only_defaults(saved[k], v, defaults.get(k)):
+                return False
+        elif k not in defaults or json.dumps(v) != json.dumps(defaults[k]):
+            return False
+    return True
 
 
 def _diff_keys(a, b, prefix=""):

@@ -6,9 +6,9 @@ import random
 import pytest
 
 from archsearch.cli import main
-from archsearch.config import CorrelateConfig
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.genotype import published_genotypes
+from archsearch.studies.config import CorrelateConfig
 from archsearch.studies.correlate import TABLE, correlations, in_window, sample_archs
 
 

@@ -14,13 +14,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from archsearch.config import CorrelateConfig, ModelConfig, SpaceConfig, component
+from archsearch.config import ModelConfig, SpaceConfig, component
 from archsearch.models import create_family
 from archsearch.models.cost import count_macs, count_params
 from archsearch.objectives.supervised import classifier_head
 from archsearch.spaces import create_space
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.genotype import published_genotypes
+from archsearch.studies.config import CorrelateConfig
 from archsearch.studies.correlate import in_window, sample_archs
 
 # The papers' parameter counts (millions; CIFAR C=36 x 20 cells, ImageNet C=48 x 14 cells; docs/methods/darts.md §1.8).

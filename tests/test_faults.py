@@ -642,7 +642,7 @@ def plot_an_sgnas_search_before_its_first_epoch(c):
 
 @case
 def plot_a_correlation_study(c):
-    from archsearch.config import CorrelateConfig
+    from archsearch.studies.config import CorrelateConfig
 
     return Case(["plot", str(_fake_run(c, "correlate_fashionmnist", schema=CorrelateConfig))],
                 "is a correlation study")
@@ -710,9 +710,10 @@ def test_genotype_text_longer_than_a_file_name_is_read_as_text(capsys):
 # -- correlate --------------------------------------------------------------------------------------
 def _study(c, *overrides, table: Optional[Path] = None) -> tuple[list, Path]:
     """A study directory as `run_correlate` starts it (run.json, config.yaml), without training."""
-    from archsearch.config import CorrelateConfig, load_config, to_yaml
+    from archsearch.config import load_config, to_yaml
     from archsearch.engine.rundir import RunDir
     from archsearch.presets import resolve_config
+    from archsearch.studies.config import CorrelateConfig
     from archsearch.studies.correlate import identity
     from archsearch.utils.io import file_hash
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from archsearch.cli import main
-from archsearch.config import CorrelateConfig, TrainConfig, load_config
+from archsearch.config import TrainConfig, load_config
 from archsearch.errors import GenotypeError
 from archsearch.models import create_family
 from archsearch.presets import resolve_config
@@ -21,6 +21,7 @@ from archsearch.spaces.darts.formats import (
     write_genotype,
 )
 from archsearch.spaces.darts.genotype import Genotype, published_genotypes
+from archsearch.studies.config import CorrelateConfig
 from archsearch.studies.correlate import read_table
 
 PUBLISHED = published_genotypes()

@@ -7,8 +7,9 @@ import functools
 
 import pytest
 
-from archsearch.config import CorrelateConfig, SearchConfig, StudyConfig, TrainConfig, load_config
+from archsearch.config import SearchConfig, TrainConfig, load_config
 from archsearch.presets import PRESETS, list_presets
+from archsearch.studies.config import CorrelateConfig, StudyConfig
 
 SCHEMAS = {"train_": TrainConfig, "correlate_": CorrelateConfig, "study_": StudyConfig}
 

@@ -10,8 +10,9 @@ import random
 import pytest
 
 from archsearch.cli import main
-from archsearch.config import CorrelateConfig, StudyConfig, TrainConfig, load_config
+from archsearch.config import TrainConfig, load_config
 from archsearch.presets import PRESETS
+from archsearch.studies.config import CorrelateConfig, StudyConfig
 
 SHAPES = {"cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "imagenet": (3, 224, 1000),
           "fashion-mnist": (1, 28, 10), "imagefolder": (3, 224, 1000),

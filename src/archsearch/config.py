@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
@@ -121,7 +121,7 @@ def component(base: type, name: str | None = None, **values) -> Any:
     return cls(name=name, **values)
 
 
-def _default(base: type):
+def default_component(base: type):
     return field(default_factory=lambda: component(base))
 
 
@@ -235,9 +235,9 @@ class SearchConfig:
     checkpoint_every: int = opt(50, "steps; a checkpoint is also written at every epoch end", low=1)
     val_batches: int = opt(0, "batches for the end-of-epoch validation (0 = whole val split)", low=0)
     data: DataConfig = field(default_factory=DataConfig)
-    space: SpaceConfig = _default(SpaceConfig)
-    strategy: StrategyConfig = _default(StrategyConfig)
-    objective: ObjectiveConfig = _default(ObjectiveConfig)
+    space: SpaceConfig = default_component(SpaceConfig)
+    strategy: StrategyConfig = default_component(StrategyConfig)
+    objective: ObjectiveConfig = default_component(ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def check(self, where: str) -> None:
@@ -309,142 +309,9 @@ class TrainConfig:
     eval_batches: int = opt(0, "0 = the whole test set", low=0)
     log_every: int = opt(50, low=1)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = _default(ModelConfig)
-    objective: ObjectiveConfig = _default(ObjectiveConfig)
+    model: ModelConfig = default_component(ModelConfig)
+    objective: ObjectiveConfig = default_component(ObjectiveConfig)
     optim: TrainOptimConfig = field(default_factory=TrainOptimConfig)
-
-
-@dataclass
-class CostWindowConfig:
-    """Keep sampled cells whose evaluation network costs within [low, high] x the reference.
-
-    Defaults: ResNet-56 on CIFAR-10 (855,770 params, 125,747,850 mult-adds, pycls), with cells priced
-    on the CIFAR network of C=16, 20 cells, 10 classes, 32x32x3, no auxiliary head (docs/methods/unnas.md §3.1).
-    """
-
-    reference_params: int = opt(855_770, low=1)
-    reference_mult_adds: int = opt(125_747_850, low=1)
-    low: float = opt(0.8, low=0.0)
-    high: float = opt(1.2, above=0.0)
-    init_channels: int = opt(16, low=2)
-    layers: int = opt(20, low=3)
-    num_classes: int = opt(10, low=2)
-    in_channels: int = opt(3, low=1)
-    image_size: int = opt(32, low=8)
-
-    def check(self, where: str) -> None:
-        if self.low > self.high:
-            raise ConfigError(f"{where}.low must not exceed {where}.high ({self.low} > {self.high})")
-
-
-@dataclass
-class TableConfig:
-    """An external table of architectures with accuracies (e.g. a benchmark export), CSV with
-    columns `genotype` (any genotype format) and `accuracy`; `per_decile` rows are drawn from each tenth."""
-
-    path: str = ""
-    per_decile: int = opt(0, low=0)
-
-
-@dataclass
-class CorrelateConfig:
-    """A rank-correlation study: sampled cells, briefly trained under each objective (and seed)."""
-
-    name: str = "correlate"
-    seed: int = opt(0, "sampling seed")
-    space: SpaceConfig = _default(SpaceConfig)
-    num_archs: int = opt(12, low=2)
-    max_draws: int = opt(100_000, low=1)
-    window: CostWindowConfig = field(default_factory=CostWindowConfig)
-    table: TableConfig = field(default_factory=TableConfig)
-    objectives: List[str] = opt(["supervised", "rotation"], "objectives every cell is trained under")
-    seeds: List[int] = opt([1], "training seeds")
-    score: str = opt("top1", "metric whose best epoch scores a run (docs/methods/unnas.md §3.3)")
-    # key=value overrides of the training recipe per objective (batch and lr differ, docs/methods/unnas.md §3.2)
-    objective_overrides: Dict[str, List[str]] = field(default_factory=dict)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    executor: ExecutorConfig = _default(ExecutorConfig)
-
-    def check(self, where: str) -> None:
-        if not self.objectives:
-            raise ConfigError("objectives needs at least one objective to train the cells under")
-        if not self.seeds:
-            raise ConfigError("seeds needs at least one training seed")
-
-
-class Score(Choice):
-    final = "final"
-    best = "best"
-
-
-@dataclass
-class StudySearchConfig:
-    """One search method of a study: a search preset, run once per search seed."""
-
-    preset: str = opt("", "a search preset name or YAML file")
-    label: str = opt("", "the method's name in the results (default: the preset's name)")
-    overrides: List[str] = opt([], "key=value overrides of the preset (not seed: the study sets it)")
-
-
-@dataclass
-class StudyRetrainConfig:
-    """The one training recipe every architecture of the study is trained with."""
-
-    preset: str = opt("train_fashionmnist", "a training preset name or YAML file")
-    overrides: List[str] = opt([], "key=value overrides of the preset (not seed or model.genotype)")
-    seeds: List[int] = opt([0], "training seeds: every architecture is trained once per seed")
-
-
-@dataclass
-class StudyBaselinesConfig:
-    """Architectures trained beside the found ones with the same recipe and seeds."""
-
-    random: int = opt(10, "architectures drawn uniformly from the searched space", low=0)
-    seed: int = opt(0, "seed of the draws")
-    space_of: str = opt("", "label of the search whose space is sampled (default: the first search)")
-    published: List[str] = opt([], "published genotypes by name (`archsearch list genotypes`)")
-
-
-@dataclass
-class StudyConfig:
-    """Searches x seeds, every found architecture retrained, compared with random architectures."""
-
-    name: str = "study"
-    searches: List[StudySearchConfig] = opt([], "the methods compared")
-    search_seeds: List[int] = opt([0, 1], "every search runs once per seed")
-    retrain: StudyRetrainConfig = field(default_factory=StudyRetrainConfig)
-    baselines: StudyBaselinesConfig = field(default_factory=StudyBaselinesConfig)
-    metric: str = opt("", "test metric compared (default: the training objective's main metric)")
-    score: Score = opt(Score.final, "final: the last epoch's test metric (what the papers report); best: the "
-                                    "best epoch's")
-    executor: ExecutorConfig = _default(ExecutorConfig)
-
-    def check(self, where: str) -> None:
-        if not self.searches:
-            raise ConfigError("searches needs at least one search method (preset and label)")
-        if not self.search_seeds or not self.retrain.seeds:
-            raise ConfigError("search_seeds and retrain.seeds need at least one seed each")
-        for key, seeds in (("search_seeds", self.search_seeds), ("retrain.seeds", self.retrain.seeds)):
-            if len(set(seeds)) != len(seeds):
-                raise ConfigError(f"{key} repeats a seed: {seeds}")
-        labels = [s.label or Path(s.preset).stem for s in self.searches]
-        for s, label in zip(self.searches, labels):
-            if not s.preset:
-                raise ConfigError(f"search {label or '?'}: preset is empty")
-            if not label.replace("-", "").replace("_", "").replace(".", "").isalnum():
-                raise ConfigError(f"search label {label!r}: use letters, digits, '-', '_' or '.' (it names folders)")
-        dup = next((x for x in labels if labels.count(x) > 1), None)
-        if dup:
-            raise ConfigError(f"two searches are labelled {dup!r}; give each a distinct label")
-        if "random" in labels:
-            raise ConfigError("the label 'random' names the random baseline; call a random-search method e.g. "
-                              "'random-ws'")
-        clash = next((x for x in self.baselines.published if x in labels or x == "random"), None)
-        if clash:
-            raise ConfigError(f"baselines.published names {clash!r}, which is also a method label; relabel the search")
-        if self.baselines.space_of and self.baselines.space_of not in labels:
-            raise ConfigError(f"baselines.space_of={self.baselines.space_of!r} is no search label; labels: "
-                              f"{', '.join(labels)}")
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -477,21 +344,22 @@ def _schema(cls: type, raw: Any, where: str = "") -> Any:
     return cls(**values)
 
 
-def _source(key: str, path: Optional[Path], overrides) -> str:
-    """Where a bad key came from: the command line if an override sets it, else the preset file."""
+def _source(key: str, path: Optional[Path], overrides, overrides_from: str = "the command line") -> str:
+    """Where a bad key came from: the overrides if one sets it, else the preset file."""
     for o in overrides:
         k = o.split("=", 1)[0]
         if k == key or k.startswith(key + ".") or key.startswith(k + "."):
-            return " (from the command line)"
+            return f" (from {overrides_from})"
     return f" (in {path})" if path else ""
 
 
-def _unknown_key(e: ConfigKeyError, path: Optional[Path], overrides=()) -> ConfigError:
+def _unknown_key(e: ConfigKeyError, path: Optional[Path], overrides=(), overrides_from: str = "the command line"
+                 ) -> ConfigError:
     """`strategy.order is not an option of strategy 'vimnas'; its options: ...`."""
     owner = e.object_type
     key = str(e.full_key or e.key)
     if owner is None or not dataclasses.is_dataclass(owner):
-        return ConfigError(f"bad config{_source(key, path, overrides)}: {_one_line(e)}")
+        return ConfigError(f"bad config{_source(key, path, overrides, overrides_from)}: {_one_line(e)}")
     options = ", ".join(f.name for f in dataclasses.fields(owner))
     base = _component_base(owner)
     what = f"{AXES[base]} {owner.__name__}" if base else owner.__name__
@@ -501,7 +369,8 @@ def _unknown_key(e: ConfigKeyError, path: Optional[Path], overrides=()) -> Confi
             what = f"{AXES[base]} {chosen!r}"
         except StopIteration:
             pass
-    return ConfigError(f"{key} is not an option of {what}{_source(key, path, overrides)}; its options: {options}")
+    where = _source(key, path, overrides, overrides_from)
+    return ConfigError(f"{key} is not an option of {what}{where}; its options: {options}")
 
 
 def _check(obj: Any, where: str = "") -> None:
@@ -526,19 +395,20 @@ def _check(obj: Any, where: str = "") -> None:
         check(where.rstrip(".") or type(obj).__name__)
 
 
-def _bad_value(e: OmegaConfBaseException, path: Optional[Path], overrides=()) -> ConfigError:
+def _bad_value(e: OmegaConfBaseException, path: Optional[Path], overrides=(),
+               overrides_from: str = "the command line") -> ConfigError:
     """One line naming the key: `precision: invalid value 'float16', expected one of [float32, float64]`."""
     msg = str(e).splitlines()[0].strip()
     key = getattr(e, "full_key", None)
     if not key:
         return ConfigError(f"bad config{_source('', path, ())}: {_one_line(e)}")
-    return ConfigError(f"{key}: {msg[0].lower() + msg[1:]}{_source(str(key), path, overrides)}")
+    return ConfigError(f"{key}: {msg[0].lower() + msg[1:]}{_source(str(key), path, overrides, overrides_from)}")
 
 
-def load_config(path: Optional[Path], overrides: list[str] = (), schema=SearchConfig, base: Optional[dict] = None
-                ) -> Any:
+def load_config(path: Optional[Path], overrides: list[str] = (), schema=SearchConfig, base: Optional[dict] = None,
+                overrides_from: str = "the command line") -> Any:
     """Merge `base` (a config as a dict), a YAML preset and `key=value` overrides onto the typed schema,
-    then check the values."""
+    then check the values; an error in an override names `overrides_from` as its source."""
     try:
         layers = [OmegaConf.create(base)] if base is not None else []
         if path is not None:
@@ -554,9 +424,9 @@ def load_config(path: Optional[Path], overrides: list[str] = (), schema=SearchCo
         cfg = OmegaConf.merge(OmegaConf.structured(_schema(schema, raw)), *layers)
         obj = OmegaConf.to_object(cfg)
     except ConfigKeyError as e:
-        raise _unknown_key(e, path, overrides) from None
+        raise _unknown_key(e, path, overrides, overrides_from) from None
     except OmegaConfBaseException as e:
-        raise _bad_value(e, path, overrides) from None
+        raise _bad_value(e, path, overrides, overrides_from) from None
     except ConfigError:
         raise
     except Exception as e:  # YAML syntax errors and the like

@@ -17,8 +17,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from archsearch.config import CorrelateConfig, load_config
+    from archsearch.config import load_config
     from archsearch.presets import resolve_config
+    from archsearch.studies.config import CorrelateConfig
     from archsearch.studies.correlate import run_correlate
 
     cfg = load_config(resolve_config(args.config), args.overrides, schema=CorrelateConfig)

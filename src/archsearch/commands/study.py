@@ -17,8 +17,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from archsearch.config import StudyConfig, load_config
+    from archsearch.config import load_config
     from archsearch.presets import resolve_config
+    from archsearch.studies.config import StudyConfig
     from archsearch.studies.report import verdicts
     from archsearch.studies.study import run_study
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from archsearch.config import CorrelateConfig, ObjectiveConfig, TrainConfig, load_config, retarget, to_dict, to_yaml
+from archsearch.config import ObjectiveConfig, TrainConfig, load_config, retarget, to_dict, to_yaml
 from archsearch.engine.rundir import RunDir
 from archsearch.engine.runlog import JsonlLog
 from archsearch.errors import ConfigError, DataError, GenotypeError
@@ -36,6 +36,7 @@ from archsearch.spaces import create_space
 from archsearch.spaces.darts.cost import network_cost
 from archsearch.spaces.darts.formats import parse_genotype
 from archsearch.spaces.darts.genotype import Genotype
+from archsearch.studies.config import CorrelateConfig
 from archsearch.studies.executors import Job, create_executor
 from archsearch.studies.runner import DONE, run_jobs
 from archsearch.utils.io import atomic_write_json, atomic_write_text, file_hash, read_json

@@ -216,10 +216,6 @@ class RayExecutorConfig(ExecutorConfig):
     max_pending: int = opt(256, "runs submitted to Ray at once (the cluster queues them)", low=1)
 
 
-def _ray_execute(job: Job) -> dict:
-    return execute(job)
-
-
 @EXECUTORS.register("ray", config=RayExecutorConfig)
 class RayExecutor(Executor):
     def __init__(self, cfg: RayExecutorConfig):
@@ -243,7 +239,7 @@ class RayExecutor(Executor):
             except ConnectionError as e:
                 raise ConfigError(f"executor.address={cfg.address!r}: cannot join a Ray cluster ({e}); start one "
                                   "with `ray start --head` or leave the address empty for a local instance") from None
-        self._task = ray.remote(_ray_execute)
+        self._task = ray.remote(execute)
         self._refs: dict[Any, str] = {}
 
     def threads(self) -> int:

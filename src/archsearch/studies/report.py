@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from archsearch.studies.study import RANDOM, arch_scores
 from archsearch.utils.io import atomic_write_text
-
-RANDOM = "random"
 
 
 def _pct(v: Optional[float], digits: int = 2) -> str:
@@ -22,7 +21,7 @@ def write_report(plan, rows: list[dict], summary: dict) -> None:
     figures = _figures(plan, rows)
     metric = summary["metric"]
     lines = [f"# Study {cfg.name}", "",
-             f"Searches: {', '.join(f'{e.label or Path(e.preset).stem} ({e.preset})' for e in cfg.searches)}, "
+             f"Searches: {', '.join(f'{e.method()} ({e.preset})' for e in cfg.searches)}, "
              f"search seeds {cfg.search_seeds}. Every architecture trained with `{cfg.retrain.preset}`"
              f"{' ' + ' '.join(cfg.retrain.overrides) if cfg.retrain.overrides else ''}, training seeds "
              f"{cfg.retrain.seeds}. Baselines: {cfg.baselines.random} architectures drawn uniformly from the "
@@ -81,8 +80,6 @@ def _figures(plan, rows: list[dict]) -> list[tuple[str, str]]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from archsearch.studies.study import arch_scores
 
     scores = arch_scores(rows)
     if not scores:

@@ -31,12 +31,13 @@ from typing import Optional
 
 from scipy import stats
 
-from archsearch.config import SearchConfig, StudyConfig, TrainConfig, load_config, to_dict, to_yaml
+from archsearch.config import SearchConfig, TrainConfig, load_config, to_dict, to_yaml
 from archsearch.engine.rundir import RunDir
 from archsearch.engine.runinfo import bind_space
 from archsearch.engine.runlog import JsonlLog
 from archsearch.errors import ArchsearchError, ConfigError, GenotypeError
 from archsearch.presets import resolve_config
+from archsearch.studies.config import StudyConfig
 from archsearch.studies.executors import Job, create_executor
 from archsearch.studies.runner import DONE, run_jobs
 from archsearch.utils.io import atomic_write_json, atomic_write_text, read_json
@@ -67,15 +68,11 @@ class Plan:
     jobs: list[Job]
 
 
-def _label(entry) -> str:
-    return entry.label or Path(entry.preset).stem
-
-
 def _load(preset: str, overrides: list[str], schema, where: str):
     try:
-        return load_config(resolve_config(preset), overrides, schema=schema)
-    except ArchsearchError as e:  # the overrides come from the study config, not the command line
-        raise ConfigError(f"{where}: {str(e).replace('(from the command line)', '(from its overrides)')}") from None
+        return load_config(resolve_config(preset), overrides, schema=schema, overrides_from="its overrides")
+    except ArchsearchError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def plan_study(cfg: StudyConfig, out: Path) -> Plan:
@@ -83,11 +80,11 @@ def plan_study(cfg: StudyConfig, out: Path) -> Plan:
     out = Path(out).resolve()
     for entry in cfg.searches:
         if any(o.split("=", 1)[0] == "seed" for o in entry.overrides):
-            raise ConfigError(f"search {_label(entry)}: do not override seed; search_seeds sets it")
+            raise ConfigError(f"search {entry.method()}: do not override seed; search_seeds sets it")
     if any(o.split("=", 1)[0] in ("seed", "model.genotype") for o in cfg.retrain.overrides):
         raise ConfigError("retrain.overrides: seed and model.genotype are set by the study")
-    searches = [(_label(e), seed, _load(e.preset, [*e.overrides, f"seed={seed}"], SearchConfig,
-                                        f"search {_label(e)}"))
+    searches = [(e.method(), seed, _load(e.preset, [*e.overrides, f"seed={seed}"], SearchConfig,
+                                        f"search {e.method()}"))
                 for e in cfg.searches for seed in cfg.search_seeds]
     recipe = _load(cfg.retrain.preset, cfg.retrain.overrides, TrainConfig, f"retrain.preset {cfg.retrain.preset}")
     family = _family(recipe)
@@ -107,7 +104,7 @@ def plan_study(cfg: StudyConfig, out: Path) -> Plan:
 
     archs = [Arch(f"{label}-s{seed}", "search", label, str(out / "runs" / "search" / f"{label}-s{seed}"), seed,
                   (f"search/{label}-s{seed}",)) for label, seed, _ in searches]
-    space_of = cfg.baselines.space_of or _label(cfg.searches[0])
+    space_of = cfg.baselines.space_of or cfg.searches[0].method()
     drawn = _draw(spaces[space_of], cfg.baselines.random, cfg.baselines.seed)
     archs += [Arch(a, "random", RANDOM, str(out / "archs" / f"{a}.json")) for a in drawn]
     archs += [Arch(name, "published", name, name) for name in cfg.baselines.published]
@@ -289,14 +286,14 @@ def summarize(plan: Plan, rows: list[dict]) -> dict:
     cfg = plan.cfg
     scores = arch_scores(rows)
     random_scores = list(scores.get(RANDOM, {}).values())
-    methods = [_label(e) for e in cfg.searches] + [RANDOM] + list(cfg.baselines.published)
+    methods = [e.method() for e in cfg.searches] + [RANDOM] + list(cfg.baselines.published)
     out = {"metric": f"test_{plan.metric}", "score": cfg.score.value, "search_seeds": cfg.search_seeds,
            "train_seeds": cfg.retrain.seeds, "methods": {}}
     for m in methods:
         runs = [r["score"] for r in rows if r["method"] == m and r["role"] != "search" and r["score"] is not None]
         archs = scores.get(m, {})
         mean, std = _mean_std(runs)
-        rec: dict = {"role": "search" if m in {_label(e) for e in cfg.searches} else "random" if m == RANDOM
+        rec: dict = {"role": "search" if m in {e.method() for e in cfg.searches} else "random" if m == RANDOM
                      else "published", "runs": len(runs), "architectures": len(archs), "mean": mean, "std": std,
                      "params_M": _mean([r["params_M"] for r in rows if r["method"] == m and r["role"] != "search"])}
         if archs and rec["role"] == "search":

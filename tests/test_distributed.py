@@ -42,7 +42,7 @@ def _torchrun(args, out, nproc=2, **kw):
     ("pcdarts_fashionmnist", ["space.partial_channels=2", "strategy.arch_freeze_epochs=0"]),  # edge betas
     # the batched supernet: grouped batch norms over the global batch
     ("pcdarts_fashionmnist", ["space.partial_channels=2", "strategy.arch_freeze_epochs=0", "space.impl=batched"]),
-    ("random_fashionmnist", ["strategy.num_candidates=4", "strategy.candidate_batches=1"]),
+    ("random_fashionmnist", ["strategy.selection.samples=4", "strategy.selection.batches=1"]),
     ("vimnas_fashionmnist", []),  # generator network of the architecture
     ("sgnas_fashionmnist", ["strategy.supernet_epochs=1", "optim.epochs=2", "val_batches=1"]),  # both phases
 ])

@@ -31,7 +31,7 @@ def tiny_search(strategy: str, objective: str, order: int) -> Search:
     if strategy in ORDERED:
         over.append(f"strategy.order={order}")
     if strategy == "random":
-        over += ["strategy.num_candidates=2", "strategy.candidate_batches=1"]
+        over += ["strategy.selection.samples=2", "strategy.selection.batches=1"]
     if objective == "jigsaw":
         over += ["objective.grid=2", "objective.tile_size=4"]  # 8 px: 2x2 cells of 4 px
     if strategy == "pcdarts":  # C/K = 2 crashes the fast supernet's backward (reported), so C/K = 4

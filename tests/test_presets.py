@@ -69,9 +69,12 @@ def test_training_preset_builds_its_full_size_network_and_trains_a_step(name, tm
 
 def _strategy_overrides(cfg) -> list[str]:
     """Short-run settings for the options the preset's strategy has."""
-    short = {"arch_freeze_epochs": 0, "supernet_epochs": 1, "num_candidates": 2, "candidate_batches": 1}
+    short = {"arch_freeze_epochs": 0, "supernet_epochs": 1}
     own = {f.name for f in dataclasses.fields(cfg.strategy)}
-    return [f"strategy.{k}={v}" for k, v in short.items() if k in own]
+    out = [f"strategy.{k}={v}" for k, v in short.items() if k in own]
+    if cfg.strategy.name == "random":
+        out += ["strategy.selection.samples=2", "strategy.selection.batches=1"]
+    return out
 
 
 def _mobile_arch(cfg, channels, size):

@@ -12,6 +12,7 @@ from archsearch.objectives.supervised import classifier_head
 from archsearch.strategies import create_strategy
 from archsearch.strategies.base import forward_loss
 from archsearch.strategies.pcdarts import node_softmax
+from archsearch.strategies.selection import SelectionConfig
 
 
 def _adam_like(strat, grads):
@@ -108,7 +109,8 @@ def test_node_softmax_groups():
 
 
 def test_random_strategy_trains_single_paths_and_picks_a_scored_candidate():
-    sp, model, strat, opt, batches = tiny_setup("random", num_candidates=3, candidate_batches=2)
+    sp, model, strat, opt, batches = tiny_setup("random", selection=SelectionConfig(rule="sampled", samples=3,
+                                                                                    batches=2))
     ctx = context(model, opt, batches)
     w0 = [p.detach().clone() for p in model.parameters()]
     metrics = strat.step(ctx, batches[0])
@@ -116,7 +118,7 @@ def test_random_strategy_trains_single_paths_and_picks_a_scored_candidate():
     changed = [not torch.equal(a, b) for a, b in zip(w0, model.parameters())]
     assert any(changed) and not all(changed), "a single path trains only part of the supernet"
     arch = strat.finalize(ctx)
-    assert strat.best[1] == arch
+    assert strat.best == arch and len(strat.selection_record["scores"]) == 3
     assert sp.derive(sp.one_hot(arch)) is not None
 
 

@@ -80,7 +80,7 @@ def test_local_study_reports_and_a_rerun_runs_nothing(tmp_path, capsys):
     argv = ["study", str(tiny(tmp_path)), "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert printed.count("finished ") == 8 and "random: test_top1" in printed
+    assert printed.count("finished ") == 10 and "random: test_top1" in printed  # 2 searches, 2 scorings, 6 trainings
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["role"] for r in rows] == ["search"] * 2 + ["retrain"] * 2 + ["random"] * 3 + ["published"]
     assert all(r["status"] == "done" and r["wall_h"] and r["cpu_h"] for r in rows)
@@ -99,7 +99,7 @@ def test_local_study_reports_and_a_rerun_runs_nothing(tmp_path, capsys):
     # rerunning (with another executor setting) trains nothing again
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/summary.json")}
     assert main([*argv, "executor.workers=1"]) == 0
-    assert "8 of 8 runs already finished" in capsys.readouterr().out
+    assert "10 of 10 runs already finished" in capsys.readouterr().out
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/summary.json")}
 
 
@@ -146,6 +146,27 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_selection_rules_are_methods_and_the_supernets_rank_the_architectures(tmp_path):
+    """Each listed rule is a method of its own (`LABEL+RULE`), derived from the same search; every
+    random and found architecture is scored on the supernet and correlated with its retrained score."""
+    out = tmp_path / "out"
+    searches = [{"preset": "darts_fashionmnist", "label": "darts", "overrides": SEARCH,
+                 "selections": ["argmax", "sampled"]}]
+    cfg = tiny(tmp_path, searches=searches, baselines={"random": 3, "seed": 0},
+               selection={"samples": 2, "batches": 1}, ranking={"batches": 1, "bn_batches": 1})
+    assert main(["study", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"darts+argmax", "darts+sampled", "random"} <= set(summary["methods"])
+    assert json.loads((out / "runs/train/darts+argmax-s0-t0/genotype.json").read_text()) == json.loads(
+        (out / "runs/search/darts-s0/genotype.json").read_text())
+    assert json.loads((out / "runs/train/darts+sampled-s0-t0/genotype.json").read_text()) == json.loads(
+        (out / "runs/derive/darts+sampled-s0/genotype.json").read_text())
+    rank = summary["ranking"]["searches"]["darts-s0"]
+    assert rank["n"] == 5 and rank["tau"] is not None and -1 <= rank["tau"] <= 1
+    assert set(rank["pairs"]) == {"random-000", "random-001", "random-002", "darts+argmax-s0", "darts+sampled-s0"}
+    assert "Can the supernets rank" in (out / "report.md").read_text() and (out / "ranking.png").is_file()
+
+
 @pytest.mark.slow
 def test_sigkill_midway_then_rerun_equals_an_uninterrupted_study(tmp_path):
     config = tiny(tmp_path)
@@ -168,7 +189,7 @@ def test_sigkill_midway_then_rerun_equals_an_uninterrupted_study(tmp_path):
     proc = _study_process(config, killed)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
-    assert f"{len(done)} of 8 runs already finished" in stdout
+    assert f"{len(done)} of 10 runs already finished" in stdout
     assert done == {p: p.stat().st_mtime_ns for p in done}  # finished runs were not trained again
     assert [r[:-1] for r in metrics(killed)] == [r[:-1] for r in metrics(whole)]
     assert [r[-1] for r in metrics(killed)] == [r[-1] for r in metrics(whole)]  # same run directories

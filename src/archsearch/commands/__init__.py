@@ -9,11 +9,12 @@ from archsearch.registry import Registry
 
 # register(subparsers) adds the command's parser and sets `func` to its run(args) -> exit code
 COMMANDS: Registry[Callable[[argparse._SubParsersAction], None]] = Registry("command")
-ORDER = ("search", "train", "export", "genotype", "plot", "generate", "import", "correlate", "study", "bench", "list")
+ORDER = ("search", "derive", "train", "export", "genotype", "plot", "generate", "import", "correlate", "study", "bench", "list")
 
 from archsearch.commands import (  # noqa: E402,F401  (register the commands)
     bench,
     correlate,
+    derive,
     export,
     generate,
     genotype,

@@ -99,6 +99,7 @@ class Search:
             model=self.model, objective=self.objective, optimizer=self.optimizer, lr=lr,
             grad_clip=self.cfg.optim.grad_clip, step=step,
             epoch=step / self.steps_per_epoch, seed=self.cfg.seed, next_val=self.next_val,
+            next_train=self.next_train,
         )
 
     def autocast(self):
@@ -292,5 +293,8 @@ def _summary(s: Search, arch, seconds: float, start: int, end: int) -> dict:
         "describe": s.space.describe(arch),
     }
     out["eval_network"] = s.space.cost(arch, info)
+    record = getattr(s.strategy, "selection_record", None)
+    if record:
+        out["selection"] = record
     out.update(s.strategy.report())
     return out

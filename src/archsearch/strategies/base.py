@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import random
 from abc import ABCMeta, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from archsearch.collectives import average_
+from archsearch.collectives import average_, average_scalar
 from archsearch.config import StrategyConfig, opt
 from archsearch.errors import ConfigError, DivergenceError
 from archsearch.registry import Registry
 from archsearch.seeds import step_seed
+from archsearch.strategies.selection import Rule, Scorer, Selection, SelectionConfig, draw_from_weights, select
 
 STRATEGIES: Registry["SearchStrategy"] = Registry("strategy")
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -45,6 +46,7 @@ class GradientConfig(ArchOptimConfig):
     """Strategies that may hold the architecture fixed while the supernet weights warm up."""
 
     arch_freeze_epochs: float = opt(0.0, "weight-only epochs before the first architecture update", low=0.0)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class StepContext:
     epoch: float  # fractional epoch: epoch + step_in_epoch / steps_per_epoch
     seed: int
     next_val: Callable[[], Batch]  # draws the next architecture batch (only when needed)
+    next_train: Optional[Callable[[], Batch]] = None  # the next weight batch (selection's BN and tuning)
     arch_update: Optional[bool] = None  # force the architecture update on/off (benchmarks); None: the schedule
 
 
@@ -106,6 +109,28 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
         weights = self.expected_weights()
         return self.space.derive(weights) if weights else None
 
+    def selection_weights(self) -> dict[str, torch.Tensor]:
+        """The weights the selection rules read (strategies/selection.py): the expected ones."""
+        return self.expected_weights()
+
+    def draw(self, rng: random.Random):
+        """An architecture drawn from the learned distribution (the `sampled` selection rule)."""
+        return draw_from_weights(self.space, self.selection_weights(), rng)
+
+    def select(self, ctx: StepContext, cfg: SelectionConfig):
+        """The architecture rule `cfg` selects on the current supernet, and its record. Draws
+        `cfg.batches` validation batches (and training batches for BN recomputation or tuning)."""
+        val = [ctx.next_val() for _ in range(cfg.batches)]
+        train = [ctx.next_train() for _ in range(cfg.bn_batches)] if cfg.bn == "recompute" else []
+        scorer = Scorer(ctx.model, ctx.objective, val, train, cfg.bn, reduce=average_scalar)
+
+        def tune(weights, steps):
+            for _ in range(steps):
+                weight_step(ctx, ctx.next_train(), weights)
+
+        sel = Selection(self, scorer, cfg, step_rng(ctx, salt=1), tune if ctx.next_train else None)
+        return select(sel)
+
     def should_stop(self) -> bool:
         """True once the search has converged by the strategy's own criterion (ends the run)."""
         return False
@@ -115,8 +140,13 @@ class SearchStrategy(nn.Module, metaclass=ABCMeta):
         return {}
 
     def finalize(self, ctx: StepContext):
-        """The architecture this search returns once its budget is spent."""
-        return self.derive()
+        """The architecture this search returns once its budget is spent: the derived one, or what the
+        configured selection rule picks (`strategy.selection`)."""
+        cfg = getattr(self.cfg, "selection", None)
+        if cfg is None or (cfg.rule == Rule.argmax and not cfg.skip_cap):
+            return self.derive()
+        arch, self.selection_record = self.select(ctx, cfg)
+        return arch
 
     # -- shared pieces ------------------------------------------------------------------------
     def arch_start_epoch(self) -> float:

@@ -15,6 +15,7 @@ from archsearch.config import (
     opt,
 )
 from archsearch.errors import ConfigError
+from archsearch.strategies.selection import SELECTIONS, SelectionConfig
 
 
 @dataclass
@@ -87,6 +88,8 @@ class StudySearchConfig:
     preset: str = opt("", "a search preset name or YAML file")
     label: str = opt("", "the method's name in the results (default: the preset's name)")
     overrides: List[str] = opt([], "key=value overrides of the preset (not seed: the study sets it)")
+    selections: List[str] = opt([], "selection rules whose architectures are retrained, each a method of its own "
+                                    "(`LABEL+RULE`); empty: the search's own result only")
 
     def method(self) -> str:
         """The method's name in the results, folders and report."""
@@ -113,6 +116,16 @@ class StudyBaselinesConfig:
 
 
 @dataclass
+class StudyRankingConfig:
+    """One-shot ranking diagnostics: every random and found architecture scored on each search's final
+    supernet (BN statistics recomputed on training batches first), correlated with its retrained score."""
+
+    enabled: bool = opt(True, "score the architectures on every supernet of the study")
+    batches: int = opt(8, "validation batches every architecture is scored on", low=1)
+    bn_batches: int = opt(4, "training batches its BN statistics are recomputed on", low=1)
+
+
+@dataclass
 class StudyConfig:
     """Searches x seeds, every found architecture retrained, compared with random architectures."""
 
@@ -124,6 +137,9 @@ class StudyConfig:
     metric: str = opt("", "test metric compared (default: the training objective's main metric)")
     score: Score = opt(Score.final, "final: the last epoch's test metric (what the papers report); best: the "
                                     "best epoch's")
+    # options of the selection rules the searches' `selections` name (its `rule` is not used)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    ranking: StudyRankingConfig = field(default_factory=StudyRankingConfig)
     executor: ExecutorConfig = default_component(ExecutorConfig)
 
     def check(self, where: str) -> None:
@@ -135,6 +151,13 @@ class StudyConfig:
             if len(set(seeds)) != len(seeds):
                 raise ConfigError(f"{key} repeats a seed: {seeds}")
         labels = [s.method() for s in self.searches]
+        for s in self.searches:
+            unknown = [r for r in s.selections if r not in SELECTIONS]
+            if unknown:
+                raise ConfigError(f"search {s.method()}: unknown selection rule {unknown[0]!r}; choose from "
+                                  f"{', '.join(SELECTIONS.names())}")
+            if len(set(s.selections)) != len(s.selections):
+                raise ConfigError(f"search {s.method()}: selections repeats a rule: {list(s.selections)}")
         for s, label in zip(self.searches, labels):
             if not s.preset:
                 raise ConfigError(f"search {label or '?'}: preset is empty")

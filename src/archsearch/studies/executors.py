@@ -27,7 +27,7 @@ from archsearch.registry import Registry
 
 @dataclass
 class Job:
-    """One run of a study: `kind` search or train, its resolved config (a dict) and directory;
+    """One run of a study: its `kind` (JOB_KINDS: search, train, derive, score), its config (a dict) and directory;
     `after`: jobs whose results it reads (a retraining waits for its search)."""
 
     id: str
@@ -63,19 +63,49 @@ def execute(job: Job) -> dict:
     return outcome
 
 
+JOB_KINDS: Registry = Registry("job kind")
+
+
+@JOB_KINDS.register("search")
+def _search(job: Job) -> None:
+    from archsearch.config import SearchConfig, load_config
+    from archsearch.engine.search import run_search
+
+    run_search(load_config(None, [], schema=SearchConfig, base=job.config), job.run_dir, progress=False)
+
+
+@JOB_KINDS.register("train")
+def _train(job: Job) -> None:
+    from archsearch.config import TrainConfig, load_config
+    from archsearch.engine.train import run_train
+
+    run_train(load_config(None, [], schema=TrainConfig, base=job.config), job.run_dir, progress=False)
+
+
+@JOB_KINDS.register("derive")
+def _derive(job: Job) -> None:
+    """config: {"search": run dir, "selection": SelectionConfig as a dict}."""
+    from archsearch.config import load_config
+    from archsearch.engine.oneshot import derive
+    from archsearch.strategies.selection import SelectionConfig
+
+    cfg = load_config(None, [], schema=SelectionConfig, base=job.config["selection"])
+    derive(job.config["search"], cfg, job.run_dir)
+
+
+@JOB_KINDS.register("score")
+def _score(job: Job) -> None:
+    """config: {"search": run dir, "archs": {id: architecture JSON file}, "batches", "bn_batches"}."""
+    from archsearch.engine.oneshot import score_architectures
+    from archsearch.utils.io import read_json
+
+    c = job.config
+    archs = {key: read_json(path) for key, path in c["archs"].items()}
+    score_architectures(c["search"], archs, job.run_dir, c["batches"], c["bn_batches"])
+
+
 def _run_job(job: Job) -> None:
-    from archsearch.config import SearchConfig, TrainConfig, load_config
-
-    if job.kind == "search":
-        from archsearch.engine.search import run_search
-
-        run_search(load_config(None, [], schema=SearchConfig, base=job.config), job.run_dir, progress=False)
-    elif job.kind == "train":
-        from archsearch.engine.train import run_train
-
-        run_train(load_config(None, [], schema=TrainConfig, base=job.config), job.run_dir, progress=False)
-    else:
-        raise ValueError(f"unknown job kind {job.kind!r}")
+    JOB_KINDS.get(job.kind)(job)
 
 
 def _uses_gpu(job: Job) -> bool:

@@ -47,6 +47,15 @@ def write_report(plan, rows: list[dict], summary: dict) -> None:
             f"{cost_text} |")
     lines += ["", "## Against the random architectures", ""]
     lines += [f"- {line}" for line in verdicts(summary)]
+    rank = summary.get("ranking") or {}
+    if any(m["mean_tau"] is not None for m in rank.get("methods", {}).values()):
+        from archsearch.studies.ranking import ranking_figure, ranking_lines
+
+        lines += ["", "## Can the supernets rank architectures?", ""]
+        lines += [f"- {line}" for line in ranking_lines(rank)]
+        name = ranking_figure(rank, out, plan.metric)
+        if name:
+            figures.append(("supernet score vs retrained score", name))
     for title, name in figures:
         lines += ["", f"![{title}]({name}.png)"]
     if summary["failed"]:

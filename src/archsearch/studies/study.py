@@ -55,6 +55,8 @@ class Arch:
     ref: str  # what model.genotype receives
     search_seed: Optional[int] = None
     after: tuple[str, ...] = ()
+    search: Optional[str] = None  # the job id of the search it came from
+    selection: str = ""  # the selection rule that chose it ("" for the search's own result)
 
 
 @dataclass
@@ -102,8 +104,7 @@ def plan_study(cfg: StudyConfig, out: Path) -> Plan:
 
     metric = cfg.metric or OBJECTIVES.get(recipe.objective.name).main_metric
 
-    archs = [Arch(f"{label}-s{seed}", "search", label, str(out / "runs" / "search" / f"{label}-s{seed}"), seed,
-                  (f"search/{label}-s{seed}",)) for label, seed, _ in searches]
+    archs, oneshot_jobs = _found(cfg, out, searches)
     space_of = cfg.baselines.space_of or cfg.searches[0].method()
     drawn = _draw(spaces[space_of], cfg.baselines.random, cfg.baselines.seed)
     archs += [Arch(a, "random", RANDOM, str(out / "archs" / f"{a}.json")) for a in drawn]
@@ -111,6 +112,9 @@ def plan_study(cfg: StudyConfig, out: Path) -> Plan:
 
     jobs = [Job(f"search/{label}-s{seed}", "search", to_dict(scfg), str(out / "runs" / "search" / f"{label}-s{seed}"))
             for label, seed, scfg in searches]
+    jobs += oneshot_jobs
+    if cfg.ranking.enabled and drawn:
+        jobs += _score_jobs(cfg, out, searches, archs, drawn)
     for arch in archs:
         for t in cfg.retrain.seeds:
             tcfg = _load(cfg.retrain.preset, [*cfg.retrain.overrides, f"model.genotype={json.dumps(arch.ref)}",
@@ -118,6 +122,57 @@ def plan_study(cfg: StudyConfig, out: Path) -> Plan:
             jobs.append(Job(f"train/{arch.id}-t{t}", "train", to_dict(tcfg), str(out / "runs" / "train" /
                                                                                  f"{arch.id}-t{t}"), arch.after))
     return Plan(cfg, out, metric, searches, archs, drawn, jobs)
+
+
+def own_rule(scfg: SearchConfig) -> Optional[str]:
+    """The selection rule a search applies itself (strategy.selection), or None for a strategy that has
+    no supernet weights to select from (SGNAS)."""
+    sel = getattr(scfg.strategy, "selection", None)
+    return None if sel is None else str(sel.rule)
+
+
+def _found(cfg: StudyConfig, out: Path, searches) -> tuple[list[Arch], list[Job]]:
+    """The architectures the searches find: each search's own result, and one per further selection
+    rule its entry names, derived from its final supernet by a `derive` job (engine/oneshot.py)."""
+    entries = {e.method(): e for e in cfg.searches}
+    archs, jobs = [], []
+    for label, seed, scfg in searches:
+        search_id, run = f"search/{label}-s{seed}", out / "runs" / "search" / f"{label}-s{seed}"
+        own = own_rule(scfg)
+        rules = list(entries[label].selections) or [own or ""]
+        for rule in rules:
+            method = label if rules == [own or ""] else f"{label}+{rule}"
+            if rule == (own or ""):
+                archs.append(Arch(f"{method}-s{seed}", "search", method, str(run), seed, (search_id,), search_id))
+                continue
+            if own is None:
+                raise ConfigError(f"search {label}: strategy {scfg.strategy.name!r} has no architecture weights to "
+                                  f"select from; remove its selections")
+            did = f"{method}-s{seed}"
+            sel = {**to_dict(cfg.selection), "rule": rule}
+            jobs.append(Job(f"derive/{did}", "derive", {"search": str(run), "selection": sel},
+                            str(out / "runs" / "derive" / did), (search_id,)))
+            archs.append(Arch(did, "search", method, str(out / "runs" / "derive" / did / "genotype.json"), seed,
+                              (f"derive/{did}",), search_id, rule))
+    return archs, jobs
+
+
+def _score_jobs(cfg: StudyConfig, out: Path, searches, archs: list[Arch], drawn: dict) -> list[Job]:
+    """Per search with a supernet: the random architectures and the search's own found ones scored on
+    its final supernet (the one-shot ranking diagnostic)."""
+    jobs = []
+    for label, seed, scfg in searches:
+        search_id = f"search/{label}-s{seed}"
+        if own_rule(scfg) is None:
+            continue
+        mine = [a for a in archs if a.search == search_id]
+        paths = {a: str(out / "archs" / f"{a}.json") for a in drawn}
+        paths.update({a.id: a.ref if a.ref.endswith(".json") else str(Path(a.ref) / "genotype.json") for a in mine})
+        after = tuple(dict.fromkeys([search_id, *(d for a in mine for d in a.after)]))
+        jobs.append(Job(f"score/{label}-s{seed}", "score", {"search": str(out / "runs" / "search" / f"{label}-s{seed}"),
+                        "archs": paths, "batches": cfg.ranking.batches, "bn_batches": cfg.ranking.bn_batches},
+                        str(out / "runs" / "score" / f"{label}-s{seed}"), after))
+    return jobs
 
 
 def _family(recipe: TrainConfig):
@@ -181,6 +236,9 @@ def run_study(cfg: StudyConfig, out: Path, progress: Optional[bool] = None) -> d
     rows = results_rows(plan, outcomes, by_id)
     write_results(plan, rows)
     summary = summarize(plan, rows)
+    from archsearch.studies.ranking import ranking
+
+    summary["ranking"] = ranking(plan, arch_scores(rows))
     atomic_write_json(plan.out / "summary.json", summary)
     from archsearch.studies.report import write_report
 
@@ -190,9 +248,11 @@ def run_study(cfg: StudyConfig, out: Path, progress: Optional[bool] = None) -> d
 
 def _describe(job: Job, metric: str) -> str:
     summary = read_json(Path(job.run_dir) / "summary.json")
-    if job.kind == "search":
+    if job.kind in ("search", "derive"):
         cost = summary.get("eval_network", {})
         return f"{cost.get('params_M', float('nan')):.3f}M params at the space's evaluation size"
+    if job.kind == "score":
+        return f"{summary.get('architectures', 0)} architectures scored on the supernet"
     value = summary.get("final", {}).get(f"test_{metric}")
     return f"test_{metric} {value:.4f}" if value is not None else f"no test_{metric}"
 

@@ -221,6 +221,7 @@ def test_train_cli_on_generated_cityscapes_reports_miou(tmp_path):
         assert 0.0 <= e["test_miou"] <= 1.0 and 0.0 <= e["train_miou"] <= 1.0 and e["test_loss"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best"]["epoch"] in (0, 1) and "test_miou" in summary["best"]
+    assert summary["test_correct"] is None and not (out / "test_correct.npz").exists()  # mIoU is set-level
     assert (out / "best.pt").is_file()
 
     # the engine's test mIoU is the whole-set mIoU of the final weights (model.pt), recomputed here

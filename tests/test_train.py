@@ -22,6 +22,7 @@ from archsearch.models.darts import EvalCell, drop_path
 from archsearch.objectives.supervised import classifier_head
 from archsearch.presets import resolve_config
 from archsearch.spaces.darts.genotype import published_genotypes
+from archsearch.utils.correct import read_correct
 from archsearch.utils.io import load_checkpoint
 
 
@@ -200,6 +201,9 @@ def test_two_process_ddp_equals_single_process_on_the_same_global_batch(tmp_path
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["ranks_max_weight_difference"] == 0.0
+    correct, _ = read_correct(out / "test_correct.npz")  # both ranks' halves, gathered
+    assert len(correct) == summary["test_correct"]["samples"] == 96
+    assert correct.mean() == pytest.approx(summary["final"]["test_top1"])
 
     from archsearch.engine.distributed import DistInfo
     from archsearch.engine.train import Trainer

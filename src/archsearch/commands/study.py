@@ -1,6 +1,7 @@
 """`archsearch study STUDY`: searches x seeds, retraining, random baselines, one report."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from archsearch.commands import COMMANDS
@@ -27,6 +28,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = run_study(cfg, out, progress=False if args.no_progress else None)
     print(f"study directory: {out} (report.md, results.csv, summary.json)")
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     for name, m in summary["methods"].items():
         if m["mean"] is not None:
             print(f"  {name}: {summary['metric']} {100 * m['mean']:.2f} ± {100 * m['std']:.2f} over {m['runs']} runs")

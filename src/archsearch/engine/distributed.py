@@ -82,6 +82,15 @@ def all_reduce_sum(values: dict[str, float], dist_info: DistInfo, device: torch.
     return dict(zip(keys, t.tolist()))
 
 
+def gather_objects(obj: T, dist_info: DistInfo) -> list[T]:
+    """Every rank's `obj`, in rank order (a one-element list on one process)."""
+    if not dist_info.enabled:
+        return [obj]
+    out: list = [None] * dist_info.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def max_divergence(module: torch.nn.Module, dist_info: DistInfo) -> float:
     """Largest difference of any parameter between ranks (0.0 when they agree, as DDP intends)."""
     params = list(module.parameters())

@@ -11,7 +11,11 @@ run_dir/
   model.pt         final weights + everything needed to rebuild the network (export reads it)
   best.pt          the weights with the best test score seen so far (the objective's main metric:
                    top-1, mIoU, ...)
-  summary.json     params, mult-adds, final and best test metrics, timings
+  test_correct.npz whether each test sample is right under the main metric after the last epoch, one
+                   bit a sample in test-set order (utils/correct.py); only objectives that score
+                   samples one by one write it (not segmentation's mIoU)
+  summary.json     params, mult-adds, final and best test metrics, timings, the classes and the
+                   correctness file
 
 Under torchrun every rank trains its slice of each global batch (data/epochs.py) inside
 DistributedDataParallel; rank 0 alone writes. Randomness outside the data (drop path) comes from
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -41,6 +46,7 @@ from archsearch.data.epochs import eval_loader, train_loader
 from archsearch.engine.distributed import (
     DistInfo,
     all_reduce_sum,
+    gather_objects,
     max_divergence,
     run_in_process_group,
 )
@@ -53,6 +59,7 @@ from archsearch.models import create_family
 from archsearch.models.cost import count_macs, count_params
 from archsearch.objectives import create_objective
 from archsearch.seeds import hashed_seed
+from archsearch.utils.correct import CORRECT_FILE, write_correct
 from archsearch.utils.io import content_hash
 
 log = logging.getLogger("archsearch")
@@ -226,10 +233,16 @@ class Trainer:
         rec.update({f"{prefix}_{k}": v for k, v in metrics.items()})
         return rec, both["images"]
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, prefix: str = "test") -> dict[str, float]:
+        return self.evaluate_samples(model, prefix)[0]
+
+    @torch.no_grad()
+    def evaluate_samples(self, model: nn.Module,
+                         prefix: str = "test") -> tuple[dict[str, float], Optional[np.ndarray]]:
+        """The test metrics and this rank's per-sample correctness under the main metric (None when
+        the objective has none); `gather_correct` puts the ranks' parts in test-set order."""
         model.eval()
-        loss_sum, count, sums = 0.0, 0, {}
+        loss_sum, count, sums, correct = 0.0, 0, {}, []
         for batch in self.test:
             inputs, targets = self._batch(batch)
             with self.autocast():
@@ -239,7 +252,24 @@ class Trainer:
             count += b
             loss_sum += self.objective.loss(logits, targets).item() * b
             _add(sums, self.objective.metric_sums(logits, targets))
-        return self._reduce(loss_sum, count, sums, prefix)[0]
+            correct.append(self.objective.sample_correct(logits, targets))
+        rec = self._reduce(loss_sum, count, sums, prefix)[0]
+        if not correct or any(c is None for c in correct):
+            return rec, None
+        return rec, torch.cat(correct).cpu().numpy()
+
+    def gather_correct(self, correct: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """Every rank's correctness in test-set order (all ranks call this). Rank r evaluated images
+        r, r + W, ... (data/epochs.eval_loader), each image giving the same number of samples."""
+        parts = gather_objects((len(self.test.dataset), correct), self.dist)
+        if any(c is None for _, c in parts):
+            return None
+        images = sum(n for n, _ in parts)
+        per_image = len(parts[0][1]) // max(parts[0][0], 1)
+        out = np.zeros((images, per_image), dtype=bool)
+        for r, (_, c) in enumerate(parts):
+            out[r::len(parts)] = c.reshape(-1, per_image)
+        return out.reshape(-1)
 
     # -- state ----------------------------------------------------------------------------------
     def state(self, epoch: int, best: dict) -> dict:
@@ -301,10 +331,12 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
     if not loop.resuming:
         loop.write_json("genotype.json", family.arch_to_dict(t.arch))
     rec: dict[str, Any] = {}
+    correct = None
     with loop:
         for epoch in range(start, epochs):
             rec = {"epoch": epoch, "step": (epoch + 1) * t.steps_per_epoch - 1, **t.train_epoch(epoch, loop.bar)}
-            rec.update(t.evaluate(t.model))
+            test, correct = t.evaluate_samples(t.model)
+            rec.update(test)
             if t.ema is not None:
                 rec.update(t.evaluate(t.ema.module, prefix="ema_test"))
             improved = rec.get(key, -math.inf) > best[key]
@@ -318,11 +350,16 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
                     loop.write_torch("best.pt", t.model_file(t.model.state_dict()))
                 loop.save_checkpoint(f"epoch {epoch}", t.state(epoch + 1, best))
                 log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in rec.items() if "test" in k})
+    if not rec:  # resumed after the last epoch: the final metrics again, on every rank
+        rec, correct = t.evaluate_samples(t.model)
+    correct = t.gather_correct(correct)
     divergence = max_divergence(t.model, dist)
     if not main:
         return {}
-    final = rec or t.evaluate(t.model)
+    final = rec
     loop.write_torch("model.pt", t.model_file(t.model.state_dict()))
+    if correct is not None:  # before summary.json: a run with a summary has its file
+        write_correct(run_dir / CORRECT_FILE, correct, t.objective.main_metric)
     summary = {
         "model": cfg.model.name,
         "dataset": cfg.data.name,
@@ -334,6 +371,9 @@ def _run(cfg: TrainConfig, run_dir: Path, dist: DistInfo, device: torch.device, 
                                         t.objective.input_size(t.info.image_size),
                                         t.objective.inputs_per_sample) / 1e6, 2),
         "epochs": epochs,
+        "num_classes": t.objective.num_classes,
+        "test_correct": None if correct is None else {"file": CORRECT_FILE, "metric": t.objective.main_metric,
+                                                      "samples": len(correct)},
         "processes": dist.world,
         "ranks_max_weight_difference": divergence,
         "final": {k: v for k, v in final.items() if k.startswith(("test_", "ema_test_"))},

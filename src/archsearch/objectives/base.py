@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from typing import Optional
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ class Objective(ABC):
     name: str
     main_metric: str = "top1"  # what picks the best epoch (higher is better)
     inputs_per_sample: int = 1  # network inputs that make one target (a jigsaw puzzle's tiles)
+    num_classes: Optional[int] = None  # classes the head predicts, where it is a classifier (sets chance level)
 
     def input_channels(self, data_channels: int) -> int:
         """Channels the network sees (colorization feeds only L, for instance)."""
@@ -59,6 +61,12 @@ class Objective(ABC):
         sums = {k: v * n for k, v in self.metrics(outputs, targets).items()}
         sums["samples"] = n
         return sums
+
+    def sample_correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> Optional[torch.Tensor]:
+        """Whether each sample of the batch is right under `main_metric`, (N,) bool in target order,
+        so that two networks can be compared on the same test samples; None where the main metric is
+        no mean over samples (mIoU is a set-level ratio)."""
+        return None
 
     def reduce_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """Split-level metrics from the summed `metric_sums` (default: means over the samples)."""

@@ -38,7 +38,7 @@ from torch import nn
 from archsearch.config import ObjectiveConfig, opt
 from archsearch.errors import ConfigError, DataError
 from archsearch.objectives.base import OBJECTIVES, Objective, batch_seed
-from archsearch.objectives.supervised import topk_accuracy
+from archsearch.objectives.supervised import top1_correct, topk_accuracy
 
 log = logging.getLogger("archsearch")
 
@@ -236,3 +236,6 @@ class Jigsaw(Objective):
 
     def metrics(self, outputs, targets):
         return {"top1": topk_accuracy(outputs, targets, 1), "top5": topk_accuracy(outputs, targets, 5)}
+
+    def sample_correct(self, outputs, targets):
+        return top1_correct(outputs, targets)  # one sample per puzzle

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from archsearch.config import ObjectiveConfig
 from archsearch.errors import DataError
 from archsearch.objectives.base import OBJECTIVES, Objective
-from archsearch.objectives.supervised import classifier_head, topk_accuracy
+from archsearch.objectives.supervised import classifier_head, top1_correct, topk_accuracy
 
 ROTATIONS = 4
 
@@ -37,6 +37,7 @@ class RotationConfig(ObjectiveConfig):
 @OBJECTIVES.register("rotation", config=RotationConfig)
 class Rotation(Objective):
     name = "rotation"
+    num_classes = ROTATIONS
 
     def __init__(self, cfg, info):
         self.label_smoothing = cfg.label_smoothing
@@ -53,3 +54,6 @@ class Rotation(Objective):
     def metrics(self, outputs, targets):
         # top-5 of 4 classes is always 1; only top-1 means anything
         return {"top1": topk_accuracy(outputs, targets, 1)}
+
+    def sample_correct(self, outputs, targets):
+        return top1_correct(outputs, targets)  # one sample per rotated copy, image-major

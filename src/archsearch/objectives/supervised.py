@@ -29,6 +29,11 @@ def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int) -> float:
     return (top == targets.unsqueeze(1)).any(dim=1).float().mean().item()
 
 
+def top1_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the top-1 prediction is the target (the samples `topk_accuracy(..., 1)` counts)."""
+    return logits.topk(1, dim=1).indices[:, 0] == targets
+
+
 @OBJECTIVES.register("supervised", config=SupervisedConfig)
 class Supervised(Objective):
     name = "supervised"
@@ -49,3 +54,6 @@ class Supervised(Objective):
 
     def metrics(self, outputs, targets):
         return {"top1": topk_accuracy(outputs, targets, 1), "top5": topk_accuracy(outputs, targets, 5)}
+
+    def sample_correct(self, outputs, targets):
+        return top1_correct(outputs, targets)

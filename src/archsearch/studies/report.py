@@ -1,4 +1,5 @@
-"""A study's report: one markdown page with the comparison table, a verdict per method and figures."""
+"""A study's report: one markdown page with warnings, the comparison table, the statistics
+(noise floor, intervals, power, paired test), a verdict per method and figures."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,18 +21,20 @@ def write_report(plan, rows: list[dict], summary: dict) -> None:
     cfg, out = plan.cfg, plan.out
     figures = _figures(plan, rows)
     metric = summary["metric"]
-    lines = [f"# Study {cfg.name}", "",
-             f"Searches: {', '.join(f'{e.method()} ({e.preset})' for e in cfg.searches)}, "
-             f"search seeds {cfg.search_seeds}. Every architecture trained with `{cfg.retrain.preset}`"
-             f"{' ' + ' '.join(cfg.retrain.overrides) if cfg.retrain.overrides else ''}, training seeds "
-             f"{cfg.retrain.seeds}. Baselines: {cfg.baselines.random} architectures drawn uniformly from the "
-             f"searched space (seed {cfg.baselines.seed})"
-             f"{', published ' + ', '.join(cfg.baselines.published) if cfg.baselines.published else ''}.",
-             "", f"Score: {metric} ({summary['score']} epoch), in %; a method's architectures are its searches' "
-                 "results, each averaged over the training seeds.", "",
-             "| method | runs | mean ± std | best search | params (M) | percentile among random | RI vs random "
-             "(%) | rank test p | search cost (wall / CPU / GPU h) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"# Study {cfg.name}", ""]
+    if summary.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
+    lines += [f"Searches: {', '.join(f'{e.method()} ({e.preset})' for e in cfg.searches)}, "
+              f"search seeds {cfg.search_seeds}. Every architecture trained with `{cfg.retrain.preset}`"
+              f"{' ' + ' '.join(cfg.retrain.overrides) if cfg.retrain.overrides else ''}, training seeds "
+              f"{cfg.retrain.seeds}. Baselines: {cfg.baselines.random} architectures drawn uniformly from the "
+              f"searched space (seed {cfg.baselines.seed})"
+              f"{', published ' + ', '.join(cfg.baselines.published) if cfg.baselines.published else ''}.",
+              "", f"Score: {metric} ({summary['score']} epoch), in %; a method's architectures are its searches' "
+                  "results, each averaged over the training seeds.", "",
+              "| method | runs | mean ± std | best search | params (M) | percentile among random | RI vs random "
+              "(%) | rank test p | search cost (wall / CPU / GPU h) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, m in summary["methods"].items():
         vs = m.get("vs_random") or {}
         test = vs.get("rank_test")
@@ -47,6 +50,7 @@ def write_report(plan, rows: list[dict], summary: dict) -> None:
             f"{cost_text} |")
     lines += ["", "## Against the random architectures", ""]
     lines += [f"- {line}" for line in verdicts(summary)]
+    lines += statistics_section(summary)
     rank = summary.get("ranking") or {}
     if any(m["mean_tau"] is not None for m in rank.get("methods", {}).values()):
         from archsearch.studies.ranking import ranking_figure, ranking_lines
@@ -65,22 +69,60 @@ def write_report(plan, rows: list[dict], summary: dict) -> None:
     atomic_write_text(out / "report.md", "\n".join(lines))
 
 
+def _ci(pair: Optional[list], scale: float = 100, fmt: str = "{:.2f}") -> str:
+    return "" if not pair else f"[{fmt.format(scale * pair[0])}, {fmt.format(scale * pair[1])}]"
+
+
+def statistics_section(summary: dict) -> list[str]:
+    """The noise floor, then per method: difference, intervals, tests, power and the paired test."""
+    noise = summary.get("noise")
+    if not noise:
+        return []
+    floor = []
+    if noise["binomial_se"] is not None:
+        floor.append(f"binomial standard error {_pct(noise['binomial_se'])} points at the random mean on "
+                     f"{noise['test_samples']} test samples")
+    if noise["seed_std"] is not None:
+        floor.append(f"between training seeds of one architecture {_pct(noise['seed_std'])} points (std, pooled)")
+    if noise["random_std"] is not None:
+        floor.append(f"between random cells {_pct(noise['random_std'])} points (std)")
+    lines = ["", "## Statistics", "", f"Noise floor: {'; '.join(floor) or 'unknown'}."
+             + (f" Chance level: {_pct(noise['chance'])}%." if noise["chance"] is not None else ""), "",
+             "Differences in points of the metric; intervals: 95% bootstrap over the method's architectures and "
+             "the random cells; MDE: the smallest true difference a one-sided test at 5% finds with 80% power "
+             "at these numbers of architectures; paired: the same test samples, method minus random cells, "
+             "with a 95% bootstrap over samples (final-epoch predictions).", "",
+             "| method | difference | mean [95% CI] | RI % [95% CI] | percentile [95% CI] | Mann-Whitney p | "
+             "Welch p | MDE | paired difference [95% CI] | paired p |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, m in summary["methods"].items():
+        vs = m.get("vs_random")
+        if name == RANDOM and "interval" in m:
+            lines.append(f"| {name} | | {_pct(m['mean'])} {_ci(m['interval']['mean'])} | | | | | | | |")
+        if not vs:
+            continue
+        ci, test, paired = vs["interval"], vs["rank_test"], vs["paired"]
+        lines.append(
+            f"| {name} | {_num(100 * vs['difference'], '{:+.2f}')} | {_pct(m['mean'])} {_ci(ci['mean'])} | "
+            f"{_num(vs['ri_percent'], '{:+.2f}')} {_ci(ci['ri_percent'], 1)} | "
+            f"{vs['percentile_among_random']:.0f} {_ci(ci['percentile_among_random'], 1, '{:.0f}')} | "
+            f"{_num(test['p'] if test else None, '{:.3g}')} | {_num(vs['welch_p'], '{:.3g}')} | "
+            f"{_num(None if vs['mde'] is None else 100 * vs['mde'], '{:.2f}')} | "
+            f"{_num(100 * paired['difference'], '{:+.2f}') + ' ' + _ci(paired['interval']) if paired else ''} | "
+            f"{_num(paired['p'], '{:.3g}') if paired else ''} |")
+    return lines
+
+
 def verdicts(summary: dict) -> list[str]:
-    """One plain sentence per compared method."""
+    """One line per compared method: the verdict (stats.verdict), then the numbers behind it."""
     out = []
     for name, m in summary["methods"].items():
         vs = m.get("vs_random")
         if name == RANDOM or not vs:
             continue
-        test = vs["rank_test"]
-        above = m["mean"] > summary["methods"][RANDOM]["mean"]
-        sig = ""
-        if test:
-            sig = (f"; the rank test finds the difference significant (p={test['p']:.3g})" if test["p"] < 0.05
-                   else f"; the rank test cannot tell it from random (p={test['p']:.3g}, "
-                        f"{test['n_method']} vs {test['n_random']} architectures)")
-        out.append(f"{name}: mean {'above' if above else 'not above'} the random architectures' mean "
-                   f"(RI {vs['ri_percent']:+.2f}%, percentile {vs['percentile_among_random']:.0f}){sig}.")
+        welch = f", Welch p={vs['welch_p']:.3g}" if vs["welch_p"] is not None else ""
+        out.append(f"{name}: {m['verdict']}; RI {_num(vs['ri_percent'], '{:+.2f}')}%, percentile "
+                   f"{vs['percentile_among_random']:.0f}{welch}.")
     return out
 
 

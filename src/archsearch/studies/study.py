@@ -14,7 +14,9 @@ out/
   runs/train/<arch>-t<seed>/        one training run directory per architecture and training seed
   jobs/*.json, logs/*.txt           each run's outcome (status, times, error) and a failure's traceback
   results.csv             one row per run
-  summary.json            per-method statistics against the random architectures
+  summary.json            per-method statistics against the random architectures, the noise floor,
+                          intervals, power, paired tests on the same test samples and warnings
+                          (studies/stats.py)
   report.md, strip.png/svg, params.png/svg
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 from scipy import stats
 
 from archsearch.config import SearchConfig, TrainConfig, load_config, to_dict, to_yaml
@@ -37,9 +40,11 @@ from archsearch.engine.runinfo import bind_space
 from archsearch.engine.runlog import JsonlLog
 from archsearch.errors import ArchsearchError, ConfigError, GenotypeError
 from archsearch.presets import resolve_config
+from archsearch.studies import stats as st
 from archsearch.studies.config import StudyConfig
 from archsearch.studies.executors import Job, create_executor
 from archsearch.studies.runner import DONE, run_jobs
+from archsearch.utils.correct import read_correct
 from archsearch.utils.io import atomic_write_json, atomic_write_text, read_json
 
 RANDOM = "random"
@@ -259,7 +264,8 @@ def _describe(job: Job, metric: str) -> str:
 
 # -- results -----------------------------------------------------------------------------------------
 COLUMNS = ["role", "method", "arch", "search_seed", "train_seed", "status", "final", "best", "score",
-           "params_M", "mult_adds_M", "wall_h", "cpu_h", "gpu_h", "run", "error"]
+           "params_M", "mult_adds_M", "test_samples", "num_classes", "correct_file", "wall_h", "cpu_h", "gpu_h",
+           "run", "error"]
 
 
 def _hours(seconds) -> Optional[float]:
@@ -284,7 +290,8 @@ def _row(plan: Plan, job: Job, outcome: Optional[dict], role, method, arch, sear
     outcome = outcome or {"status": "not run", "error": "", "wall_s": None, "cpu_s": None, "gpu_s": None}
     row = {"role": role, "method": method, "arch": arch, "search_seed": search_seed, "train_seed": train_seed,
            "status": outcome["status"], "final": None, "best": None, "score": None, "params_M": None,
-           "mult_adds_M": None, "wall_h": _hours(outcome["wall_s"]), "cpu_h": _hours(outcome["cpu_s"]),
+           "mult_adds_M": None, "test_samples": None, "num_classes": None, "correct_file": None,
+           "wall_h": _hours(outcome["wall_s"]), "cpu_h": _hours(outcome["cpu_s"]),
            "gpu_h": _hours(outcome["gpu_s"]), "run": str(Path(job.run_dir).relative_to(plan.out)),
            "error": outcome["error"]}
     if outcome["status"] != DONE:
@@ -296,6 +303,11 @@ def _row(plan: Plan, job: Job, outcome: Optional[dict], role, method, arch, sear
     row["params_M"] = round(summary["params"] / 1e6, 6) if "params" in summary else None
     row["mult_adds_M"] = summary.get("mult_adds_M")
     row["final"] = summary.get("final", {}).get(key)
+    row["num_classes"] = summary.get("num_classes")
+    correct = summary.get("test_correct")
+    if correct and (Path(job.run_dir) / correct["file"]).is_file():
+        row["test_samples"] = correct["samples"]
+        row["correct_file"] = str((Path(job.run_dir) / correct["file"]).relative_to(plan.out))
     values = [r[key] for r in JsonlLog(Path(job.run_dir) / "metrics.jsonl").read() if r.get(key) is not None]
     row["best"] = max(values) if values else None
     row["score"] = row[plan.cfg.score.value]
@@ -346,20 +358,23 @@ def summarize(plan: Plan, rows: list[dict]) -> dict:
     cfg = plan.cfg
     scores = arch_scores(rows)
     random_scores = list(scores.get(RANDOM, {}).values())
-    methods = [e.method() for e in cfg.searches] + [RANDOM] + list(cfg.baselines.published)
+    searched = {a.method: a for a in plan.archs if a.role == "search"}  # found methods: LABEL or LABEL+RULE
+    methods = list(searched) + [RANDOM] + list(cfg.baselines.published)
     out = {"metric": f"test_{plan.metric}", "score": cfg.score.value, "search_seeds": cfg.search_seeds,
            "train_seeds": cfg.retrain.seeds, "methods": {}}
     for m in methods:
         runs = [r["score"] for r in rows if r["method"] == m and r["role"] != "search" and r["score"] is not None]
         archs = scores.get(m, {})
         mean, std = _mean_std(runs)
-        rec: dict = {"role": "search" if m in {e.method() for e in cfg.searches} else "random" if m == RANDOM
+        rec: dict = {"role": "search" if m in searched else "random" if m == RANDOM
                      else "published", "runs": len(runs), "architectures": len(archs), "mean": mean, "std": std,
                      "params_M": _mean([r["params_M"] for r in rows if r["method"] == m and r["role"] != "search"])}
         if archs and rec["role"] == "search":
             best = max(archs, key=archs.get)
             rec["best_search"] = {"arch": best, "score": archs[best]}
-            costs = [r for r in rows if r["method"] == m and r["role"] == "search" and r["status"] == DONE]
+            rec["selection"] = searched[m].selection or "the search's own"
+            label = searched[m].search.split("/", 1)[1].rsplit("-s", 1)[0]
+            costs = [r for r in rows if r["method"] == label and r["role"] == "search" and r["status"] == DONE]
             rec["search_cost"] = {k: _mean([r[k] for r in costs]) for k in ("wall_h", "cpu_h", "gpu_h")}
             rec["search_cost"]["gpu_days"] = (None if rec["search_cost"]["gpu_h"] is None
                                               else rec["search_cost"]["gpu_h"] / 24)
@@ -369,7 +384,81 @@ def summarize(plan: Plan, rows: list[dict]) -> dict:
     out["runs"] = {s: sum(r["status"] == s for r in rows) for s in sorted({r["status"] for r in rows})}
     out["failed"] = [{"run": r["run"], "status": r["status"], "error": r["error"]} for r in rows
                      if r["status"] != DONE]
+    _add_statistics(plan, rows, scores, out)
     return out
+
+
+def _add_statistics(plan: Plan, rows: list[dict], scores: dict[str, dict[str, float]], out: dict) -> None:
+    """The noise floor, warnings, and per compared method: intervals, Welch p, the minimum
+    detectable effect, the paired comparison on the same test samples and a verdict (stats.py)."""
+    trained = [r for r in rows if r["role"] != "search" and r["score"] is not None]
+    random_scores = list(scores.get(RANDOM, {}).values())
+    counts = [r["test_samples"] for r in trained if r["test_samples"]]
+    samples = min(counts) if counts else None
+    num_classes = next((r["num_classes"] for r in trained if r["num_classes"]), None)
+    seeds: dict[tuple[str, str], list[float]] = {}
+    for r in trained:
+        seeds.setdefault((r["method"], r["arch"]), []).append(r["score"])
+    spread = statistics.stdev(random_scores) if len(random_scores) >= 2 else None
+    random_mean = statistics.fmean(random_scores) if random_scores else None
+    out["noise"] = {
+        "test_samples": samples, "num_classes": num_classes,
+        "chance": st.chance_level(plan.metric, num_classes),
+        "binomial_se": st.binomial_se(random_mean, samples) if samples and random_mean is not None else None,
+        "seed_std": st.pooled_seed_std(list(seeds.values())), "random_std": spread,
+        "bootstrap": {"resamples": st.RESAMPLES, "level": st.LEVEL, "seed": 0},
+        "power": {"alpha_one_sided": st.ALPHA, "power": st.POWER,
+                  "mde": "(z_0.95 + z_0.80) * random_std * sqrt(1/n_method + 1/n_random)"}}
+    correct = _correct_by_arch(plan, trained)
+    for name, rec in out["methods"].items():
+        archs = list(scores.get(name, {}).values())
+        if name == RANDOM and archs:
+            rec["interval"] = {"mean": st.bootstrap_mean(archs)}
+        vs = rec.get("vs_random")
+        if not vs:
+            continue
+        vs["difference"] = statistics.fmean(archs) - random_mean
+        vs["welch_p"] = st.welch_p(archs, random_scores)
+        vs["interval"] = st.bootstrap(archs, random_scores)
+        vs["mde"] = None if spread is None else st.min_detectable_effect(spread, len(archs), len(random_scores))
+        vs["paired"] = (st.paired_difference(correct[name], correct[RANDOM])
+                        if name in correct and RANDOM in correct else None)
+        test = vs["rank_test"]
+        rec["verdict"] = st.verdict(vs["difference"], test["p"] if test else None, vs["percentile_among_random"],
+                                    vs["mde"])
+    unfinished: dict[str, int] = {}
+    for r in rows:
+        if r["status"] != DONE:
+            unfinished[r["status"]] = unfinished.get(r["status"], 0) + 1
+    means = {name: rec["mean"] for name, rec in out["methods"].items() if rec["mean"] is not None}
+    out["warnings"] = st.study_warnings(len(plan.cfg.search_seeds), len(random_scores), means,
+                                        out["noise"]["chance"], samples, unfinished)
+
+
+def _correct_by_arch(plan: Plan, trained: list[dict]) -> dict[str, np.ndarray]:
+    """method -> (architectures x test samples) correctness, averaged over training seeds; only
+    where the files score the study's metric at the final epoch (what `score: final` compares) and
+    every file holds the same samples. A method with a run lacking its file is left out."""
+    if plan.cfg.score.value != "final":
+        return {}
+    per: dict[str, dict[str, list[np.ndarray]]] = {}
+    missing = set()
+    for r in trained:
+        if not r["correct_file"]:
+            missing.add(r["method"])
+            continue
+        try:
+            values, metric = read_correct(plan.out / r["correct_file"])
+        except ArchsearchError:
+            missing.add(r["method"])
+            continue
+        if metric != plan.metric:
+            return {}
+        per.setdefault(r["method"], {}).setdefault(r["arch"], []).append(values)
+    if len({len(v) for archs in per.values() for runs in archs.values() for v in runs}) > 1:
+        return {}
+    return {m: np.stack([np.mean(runs, axis=0) for runs in archs.values()]) for m, archs in per.items()
+            if m not in missing}
 
 
 def _mean(values) -> Optional[float]:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from archsearch.errors import ArchsearchError, CheckpointError, DataError
@@ -52,6 +53,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """An uncompressed numpy archive of `arrays`, by name."""
+    _atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:

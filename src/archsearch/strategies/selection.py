@@ -11,7 +11,7 @@ one non-`none` op per kept edge (the DARTS cell spaces):
 - `perturbation` (DARTS-PT, ruocwang/darts-pt `sota/cnn/projection.py`): edges in a seeded random
   order; on each, every candidate op is removed in turn (its weight set to zero, no renormalising)
   and the op whose removal lowers the supernet's validation accuracy most is kept (the edge becomes
-  one-hot); then per node, each input edge is removed in turn and the edges whose removal hurts most
+  one-hot; equal accuracies go to the larger validation loss, since a few batches tie often); then per node, each input edge is removed in turn and the edges whose removal hurts most
   are kept. `finetune_steps` weight steps follow every decision (the paper tunes; 0 here by default).
 - `sampled`: `samples` architectures drawn from the learned distribution (the strategy's `draw`:
   edges in proportion to their strength, ops to their weight; uniform for random search), each
@@ -97,6 +97,7 @@ class Scorer:
         self.bn = str(bn)
         self.reduce = reduce  # e.g. the average over torchrun ranks
         self.calls = 0
+        self.last_loss = 0.0  # the mean validation loss of the last score: breaks ties between equal metrics
 
     @torch.no_grad()
     def __call__(self, weights: Weights) -> float:
@@ -114,17 +115,20 @@ class Scorer:
                 self.model.eval()
             else:
                 self.model.train()
-            total = 0.0
+            total = loss = 0.0
             for batch in self.val:
                 inputs, targets = self.objective.prepare(*batch)
                 out = self.model(inputs, weights)
                 out = out.float() if out.dtype == torch.bfloat16 else out
                 m = self.objective.metrics(out, targets)
-                total += m.get(self.objective.main_metric, -self.objective.loss(out, targets).item())
+                batch_loss = self.objective.loss(out, targets).item()
+                loss += batch_loss
+                total += m.get(self.objective.main_metric, -batch_loss)
         finally:
             for n, b in self.model.named_buffers():
                 b.copy_(saved[n])
             self.model.train(training)
+        self.last_loss = self.reduce(loss / len(self.val))
         return self.reduce(total / len(self.val))
 
 
@@ -237,12 +241,12 @@ def perturbation(sel: Selection) -> tuple[Any, dict]:
     random.Random(sel.cfg.seed).shuffle(order)
     op_rank: dict[tuple[str, int], list[int]] = {}  # per edge, ops from most to least needed
     for kind, e in order:
-        after = {}
+        after, loss = {}, {}
         for i in view.ops(kind, e):
             w = {k: v.clone() for k, v in weights.items()}
             w[kind][e, i] = 0.0
-            after[i] = score(w)
-        op_rank[(kind, e)] = sorted(after, key=lambda i: (after[i], i))
+            after[i], loss[i] = score(w), score.last_loss
+        op_rank[(kind, e)] = sorted(after, key=lambda i: (after[i], -loss[i], i))  # equal accuracy: larger loss
         keep = op_rank[(kind, e)][0]
         row = torch.zeros_like(weights[kind][e])
         row[keep] = 1.0
@@ -255,11 +259,12 @@ def perturbation(sel: Selection) -> tuple[Any, dict]:
     for kind in view.kinds:
         for g in view.groups:
             rows = list(range(g.start, g.stop))
+            loss = {}
             for e in rows:
                 w = {k: v.clone() for k, v in weights.items()}
                 w[kind][e] = 0.0
-                drop[(kind, e)] = score(w)
-            kept = sorted(rows, key=lambda e: (drop[(kind, e)], e))[: view.inputs_per_node]
+                drop[(kind, e)], loss[e] = score(w), score.last_loss
+            kept = sorted(rows, key=lambda e: (drop[(kind, e)], -loss[e], e))[: view.inputs_per_node]
             for e in rows:
                 if e not in kept:
                     weights[kind][e] = 0.0

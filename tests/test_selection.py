@@ -3,6 +3,7 @@
 import json
 import random
 
+import pytest
 import torch
 from helpers import tiny_space
 from torch import nn
@@ -151,6 +152,7 @@ def _tiny_search(tmp_path, strategy_overrides=()):
     return out
 
 
+@pytest.mark.slow
 def test_derive_command_reproduces_the_search_and_applies_other_rules(tmp_path, capsys):
     run = _tiny_search(tmp_path)
     assert main(["derive", str(run), "--selection", "argmax"]) == 0

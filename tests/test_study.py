@@ -146,6 +146,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_ranking_correlates_supernet_scores_with_retrained_ones(tmp_path):
+    from types import SimpleNamespace
+
+    from archsearch.studies.executors import Job
+    from archsearch.studies.ranking import ranking, ranking_lines
+
+    jobs = []
+    for seed, oneshot in ((0, [0.1, 0.2, 0.3, 0.4, 0.5]), (1, [0.5, 0.4, 0.3, 0.2, 0.1])):
+        d = tmp_path / f"m-s{seed}"
+        d.mkdir()
+        keys = ["random-000", "random-001", "random-002", "random-003", f"m-s{seed}"]
+        (d / "scores.json").write_text(json.dumps(dict(zip(keys, oneshot))))
+        jobs.append(Job(f"score/m-s{seed}", "score", {}, str(d)))
+    retrained = {"random": {"random-000": 0.6, "random-001": 0.7, "random-002": 0.8, "random-003": 0.9},
+                 "m": {"m-s0": 0.95, "m-s1": 0.95}}
+    rank = ranking(SimpleNamespace(jobs=jobs), retrained)
+    assert rank["searches"]["m-s0"]["tau"] == pytest.approx(1.0) and rank["searches"]["m-s0"]["tau_p"] < 0.05
+    assert rank["searches"]["m-s1"]["tau"] == pytest.approx(-1.0) and rank["searches"]["m-s1"]["n"] == 5
+    assert rank["methods"]["m"]["mean_tau"] == pytest.approx(0.0)
+    assert any("1 of 2 supernets rank" in line for line in ranking_lines(rank))
+
+
+@pytest.mark.slow
 def test_selection_rules_are_methods_and_the_supernets_rank_the_architectures(tmp_path):
     """Each listed rule is a method of its own (`LABEL+RULE`), derived from the same search; every
     random and found architecture is scored on the supernet and correlated with its retrained score."""

@@ -36,10 +36,11 @@ def ranking(plan, scores: dict[str, dict[str, float]]) -> dict:
             continue
         oneshot = read_json(path)
         pairs = {a: [oneshot[a], retrained[a]] for a in oneshot if a in retrained and _finite(oneshot[a]) is not None}
-        rec: dict = {"n": len(pairs), "tau": None, "rho": None, "pairs": pairs}
+        rec: dict = {"n": len(pairs), "tau": None, "tau_p": None, "rho": None, "pairs": pairs}
         if len(pairs) >= 3:
             x, y = zip(*pairs.values())
-            rec["tau"] = _finite(stats.kendalltau(x, y).statistic)
+            tau = stats.kendalltau(x, y)
+            rec["tau"], rec["tau_p"] = _finite(tau.statistic), _finite(tau.pvalue)
             rec["rho"] = _finite(stats.spearmanr(x, y).statistic)
         out["searches"][job.id.split("/", 1)[1]] = rec
     by_label: dict[str, list[dict]] = {}
@@ -54,15 +55,22 @@ def ranking(plan, scores: dict[str, dict[str, float]]) -> dict:
 
 
 def ranking_lines(rank: dict) -> list[str]:
-    """Report lines: one per search method."""
-    lines = []
+    """Report lines: a table of every search, then one sentence per search method."""
+    lines = ["| search | architectures | Kendall tau (two-sided p) | Spearman rho |", "|---|---|---|---|"]
+    for name, r in rank.get("searches", {}).items():
+        tau = "" if r["tau"] is None else f"{r['tau']:+.2f} ({r['tau_p']:.2g})" if r["tau_p"] is not None \
+            else f"{r['tau']:+.2f}"
+        rho = "" if r["rho"] is None else f"{r['rho']:+.2f}"
+        lines.append(f"| {name} | {r['n']} | {tau} | {rho} |")
+    lines.append("")
     for label, m in rank.get("methods", {}).items():
         if m["mean_tau"] is None:
             continue
-        strength = ("no" if abs(m["mean_tau"]) < 0.1 else "a weak" if abs(m["mean_tau"]) < 0.3 else "a clear")
-        lines.append(f"{label}: supernet vs retrained Kendall tau {m['mean_tau']:+.2f}, Spearman rho "
-                     f"{m['mean_rho']:+.2f} (mean over {m['searches']} searches): {strength} "
-                     f"{'positive ' if m['mean_tau'] > 0 and strength != 'no' else ''}agreement.")
+        recs = [r for n, r in rank["searches"].items() if n.rsplit("-s", 1)[0] == label and r["tau_p"] is not None]
+        significant = sum(r["tau_p"] < 0.05 and r["tau"] > 0 for r in recs)
+        lines.append(f"- {label}: mean Kendall tau {m['mean_tau']:+.2f}, Spearman rho {m['mean_rho']:+.2f} over "
+                     f"{m['searches']} searches; {significant} of {len(recs)} supernets rank the architectures "
+                     "better than chance (tau > 0, p < 0.05).")
     return lines
 
 
@@ -97,7 +105,7 @@ def ranking_figure(rank: dict, out: Path, metric: str) -> Optional[str]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, title="seed", title_fontsize=6)
     axes[0][0].set_ylabel(f"retrained test {metric} (%)")
-    fig.suptitle("one-shot ranking: dots random architectures, stars the search's own", fontsize=9)
+    fig.suptitle("dots: random cells; stars: the search's own", fontsize=8)
     fig.tight_layout()
     for suffix in (".png", ".svg"):
         fig.savefig((out / "ranking").with_suffix(suffix), dpi=120)

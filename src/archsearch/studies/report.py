@@ -55,8 +55,10 @@ def write_report(plan, rows: list[dict], summary: dict) -> None:
     if any(m["mean_tau"] is not None for m in rank.get("methods", {}).values()):
         from archsearch.studies.ranking import ranking_figure, ranking_lines
 
-        lines += ["", "## Can the supernets rank architectures?", ""]
-        lines += [f"- {line}" for line in ranking_lines(rank)]
+        lines += ["", "## Can the supernets rank architectures?", "",
+                  "Every search's final supernet scored the random cells and its own found ones with its inherited "
+                  "weights (BN statistics recomputed per architecture); the correlation with the retrained score:", ""]
+        lines += ranking_lines(rank)
         name = ranking_figure(rank, out, plan.metric)
         if name:
             figures.append(("supernet score vs retrained score", name))

@@ -126,7 +126,26 @@ def plan_study(cfg: StudyConfig, out: Path) -> Plan:
                                               f"seed={t}"], TrainConfig, f"retrain.preset {cfg.retrain.preset}")
             jobs.append(Job(f"train/{arch.id}-t{t}", "train", to_dict(tcfg), str(out / "runs" / "train" /
                                                                                  f"{arch.id}-t{t}"), arch.after))
-    return Plan(cfg, out, metric, searches, archs, drawn, jobs)
+    return Plan(cfg, out, metric, searches, archs, drawn, _schedule(jobs))
+
+
+def _schedule(jobs: list[Job]) -> list[Job]:
+    """The order ready jobs start in: searches; then the trainings that need no derivation, random and
+    found ones alternating, so that a study stopped early already compares both sides; the supernet
+    scorings; the derivations; their trainings."""
+    kinds = {j.id: j.kind for j in jobs}
+    seen = {"random": 0, "found": 0}
+
+    def key(job: Job) -> tuple:
+        if job.kind == "search":
+            return (0, 0)
+        if job.kind == "train" and all(kinds[d] == "search" for d in job.after):
+            side = "found" if job.after else "random"
+            seen[side] += 1
+            return (1, 2 * seen[side] + (side == "found"))
+        return ({"score": 2, "derive": 3}.get(job.kind, 4), 0)
+
+    return sorted(jobs, key=key)  # stable: plan order within a phase
 
 
 def own_rule(scfg: SearchConfig) -> Optional[str]:

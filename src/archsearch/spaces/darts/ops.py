@@ -118,6 +118,11 @@ class FactorizedReduce(nn.Module):
         h, w = xr.shape[-2:]
         if h % 2 or w % 2:
             xr = F.pad(xr, (0, w % 2, 0, h % 2))
+        if xr.device.type == "cpu" and xr.shape[1] < 8:
+            # oneDNN's channels-last 1x1 stride-2 convolution corrupts the heap for inputs of fewer
+            # than 8 channels on some CPUs (torch 2.14.1, AMD EPYC: "double free or corruption");
+            # such tiny edges (tests, PC-DARTS's C/K) take the NCHW kernel
+            xr = xr.contiguous()
         return scaled_bn(self.bn, torch.cat([self.conv_1(xr), self.conv_2(xr[:, :, 1:, 1:])], dim=1), scale)
 
 

@@ -27,6 +27,9 @@ def vertex_channels(c_in: int, c_out: int, cell: Cell) -> list[int]:
     if n == 2:
         return channels
     feeders = [v for v in range(1, n - 1) if m[v][n - 1]]
+    if c_out < len(feeders):
+        raise ConfigError(f"a cell whose output concatenates {len(feeders)} vertices needs at least "
+                          f"{len(feeders)} channels, got {c_out}")
     share, extra = divmod(c_out, len(feeders))
     for k, v in enumerate(feeders):
         channels[v] = share + (k < extra)
@@ -51,10 +54,9 @@ class Layout:
         return [(in_channels, w // 2), (w // 2, w), (w, w)] if self.imagenet_stem else [(in_channels, w)]
 
     def check(self) -> None:
-        if self.width < (4 if self.imagenet_stem else 2) or self.stacks < 1 or self.modules_per_stack < 1:
+        if self.width < 2 or self.stacks < 1 or self.modules_per_stack < 1:
             raise ConfigError(f"NAS-Bench-101 network: width {self.width}, {self.stacks} stacks of "
-                              f"{self.modules_per_stack} cells: needs width >= {4 if self.imagenet_stem else 2} "
-                              "and at least one stack of one cell")
+                              f"{self.modules_per_stack} cells: needs width >= 2 and at least one stack of one cell")
 
 
 def halved(h: int) -> int:

@@ -127,12 +127,22 @@ class UnnasYaml(CellFormat):
         return "\n".join(lines + (["TRAIN:", *train] if train else [])) + "\n"
 
 
+class BadCell(GenotypeError):
+    """Text in a cell format holding a cell the benchmark refuses: `archsearch genotype` reports this
+    rather than the other families' "not my format" (models/base.py `resolve_architecture`)."""
+
+    recognised = True
+
+
 def read_cell(data, where: str = "cell") -> Cell:
     """The cell parsed data holds, in whichever form it is."""
     for name in CELL_FORMATS.names():
         fmt = CELL_FORMATS.create(name)
         if fmt.match(data):
-            return fmt.read(data, where)
+            try:
+                return fmt.read(data, where)
+            except GenotypeError as e:
+                raise BadCell(str(e)) from None
     raise GenotypeError(f"{where}: not a NAS-Bench-101 cell: expected {{matrix, ops}}, "
                         "{module_adjacency, module_operations} or a config with NAS.MATRIX and NAS.OPS")
 

@@ -33,7 +33,7 @@ def show_cell(cell: Cell) -> list[str]:
              + ",".join(str(name.get(u, u)) for u in range(v) if p.matrix[u][v]) for v in range(1, n)]
     pruned = "" if p.vertices == cell.vertices else f" (pruned from {cell.vertices})"
     return ["cell    " + "  ".join(parts),
-            f"{n} vertices{pruned}, {p.edges} edges, hash {cell.spec_hash()}"]
+            f"{n} vertices{pruned}, {p.edges} edge{'s' * (p.edges != 1)}, hash {cell.spec_hash()}"]
 
 
 class NasBench101Space(SearchSpace):

@@ -175,9 +175,9 @@ def _network(stated: dict, sizes: dict, imagenet: bool) -> tuple[Layout, int, in
         if v < 1:
             raise ConfigError(f"network size: {name} must be at least 1, got {v}")
     layout.check()
+    default = "UnNAS's sizes" if imagenet else "the benchmark's sizes"
     source = {(True, False): "sizes the file states", (True, True): "sizes the file states and the flags",
-              (False, True): "given sizes", (False, False): "the benchmark's sizes" if not imagenet else "UnNAS's sizes"}
-    source = source[bool(stated), bool(sizes)]
+              (False, True): "given sizes", (False, False): default}[bool(stated), bool(sizes)]
     stem = "ImageNet stem (UnNAS)" if imagenet else "CIFAR stem"
     extra = f", {in_ch} input channel{'s' * (in_ch != 1)}" if in_ch != 3 else ""
     desc = (f"NAS-Bench-101 network ({source}: {stem}, width {layout.width}, {layout.stacks} stacks x "

@@ -1,6 +1,7 @@
 """`archsearch genotype REF`: show an architecture of any model family and price its evaluation
 networks, or convert it: a DARTS genotype between the archsearch JSON, the originals' Genotype(...)
-repr and pycls/UnNAS YAML; a mobile (SGNAS) architecture, from a run or `archsearch generate`, as JSON.
+repr and pycls/UnNAS YAML; a mobile (SGNAS) architecture, from a run or `archsearch generate`, as JSON; a
+NAS-Bench-101 cell between archsearch JSON, the benchmark's spec JSON and UnNAS's nas_bench YAML.
 The first family that reads REF (models/) shows, prices and writes it."""
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ def register(sub) -> None:
     g = sub.add_parser("genotype", help="show an architecture and the cost of its evaluation networks, or convert it")
     g.add_argument("ref", help="published name, run directory, or a genotype file or text: archsearch JSON, a DARTS "
                                "Genotype(...) repr, or pycls/UnNAS YAML (NAS.CUSTOM_GENOTYPE or the bare 4-item list); "
-                               "or a mobile architecture: an SGNAS run or a file of `archsearch generate`")
-    g.add_argument("--to", metavar="FORMAT", help="print the genotype in this format instead: json, darts or pycls")
+                               "or a mobile architecture: an SGNAS run or a file of `archsearch generate`; or a "
+                               "NAS-Bench-101 cell: {matrix, ops} or {module_adjacency, module_operations} JSON, or "
+                               "UnNAS nas_bench YAML")
+    g.add_argument("--to", metavar="FORMAT", help="print the genotype in this format instead: json, darts or pycls "
+                                                  "(a NAS-Bench-101 cell: json, nasbench or pycls)")
     g.add_argument("--output", metavar="FILE",
                    help="write the converted genotype to FILE (atomically); without --to the suffix picks the format")
     price = g.add_argument_group("pricing (default: the CIFAR network C=36 x 20 cells and ImageNet C=48 x 14; a mobile "

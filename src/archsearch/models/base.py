@@ -59,14 +59,16 @@ def create_family(name: str) -> ModelFamily:
 
 def resolve_architecture(ref: str) -> tuple[ModelFamily, Any]:
     """The first model family (in name order) that reads `ref`, with the architecture it reads;
-    when none does, the first family's error (the most detailed reader goes first: darts-*)."""
+    when none does, the error of the first family that recognised the format but refused the content
+    (an error with `recognised = True`), else the first family's (the most detailed reader goes first: darts-*)."""
     first = None
     for name in MODELS.names():
         family = create_family(name)
         try:
             return family, family.resolve(ref)
         except GenotypeError as e:
-            first = first or e
+            if first is None or (getattr(e, "recognised", False) and not getattr(first, "recognised", False)):
+                first = e
     raise first
 
 

@@ -93,14 +93,15 @@ def statistics_section(summary: dict) -> list[str]:
              "Differences in points of the metric; intervals: 95% bootstrap over the method's architectures and "
              "the random cells; MDE: the smallest true difference a one-sided test at 5% finds with 80% power "
              "at these numbers of architectures; paired: the same test samples, method minus random cells, "
-             "with a 95% bootstrap over samples (final-epoch predictions).", "",
+             "with a 95% bootstrap over samples (final-epoch predictions); supernet tau: the mean Kendall tau "
+             "between the method's supernets' scores and the retrained scores (below).", "",
              "| method | difference | mean [95% CI] | RI % [95% CI] | percentile [95% CI] | Mann-Whitney p | "
-             "Welch p | MDE | paired difference [95% CI] | paired p |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "Welch p | MDE | paired difference [95% CI] | paired p | supernet tau |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in summary["methods"].items():
         vs = m.get("vs_random")
         if name == RANDOM and "interval" in m:
-            lines.append(f"| {name} | | {_pct(m['mean'])} {_ci(m['interval']['mean'])} | | | | | | | |")
+            lines.append(f"| {name} | | {_pct(m['mean'])} {_ci(m['interval']['mean'])} | | | | | | | | |")
         if not vs:
             continue
         ci, test, paired = vs["interval"], vs["rank_test"], vs["paired"]
@@ -111,7 +112,7 @@ def statistics_section(summary: dict) -> list[str]:
             f"{_num(test['p'] if test else None, '{:.3g}')} | {_num(vs['welch_p'], '{:.3g}')} | "
             f"{_num(None if vs['mde'] is None else 100 * vs['mde'], '{:.2f}')} | "
             f"{_num(100 * paired['difference'], '{:+.2f}') + ' ' + _ci(paired['interval']) if paired else ''} | "
-            f"{_num(paired['p'], '{:.3g}') if paired else ''} |")
+            f"{_num(paired['p'], '{:.3g}') if paired else ''} | {_num(m.get('supernet_tau'), '{:+.2f}')} |")
     return lines
 
 

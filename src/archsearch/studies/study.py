@@ -263,6 +263,10 @@ def run_study(cfg: StudyConfig, out: Path, progress: Optional[bool] = None) -> d
     from archsearch.studies.ranking import ranking
 
     summary["ranking"] = ranking(plan, arch_scores(rows))
+    for name, rec in summary["methods"].items():  # labels cannot hold '+': LABEL+RULE splits safely
+        tau = summary["ranking"]["methods"].get(name.split("+")[0], {}).get("mean_tau")
+        if rec["role"] == "search" and tau is not None:
+            rec["supernet_tau"] = tau
     atomic_write_json(plan.out / "summary.json", summary)
     from archsearch.studies.report import write_report
 

@@ -100,6 +100,10 @@ def test_local_study_reports_and_a_rerun_runs_nothing(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/summary.json")}
     assert main([*argv, "executor.workers=1"]) == 0
     assert "10 of 10 runs already finished" in capsys.readouterr().out
+    # a report of what has finished runs nothing and needs a study
+    (out / "report.md").unlink()
+    assert main([*argv, "--report-only"]) == 0 and (out / "report.md").is_file()
+    assert main(["study", str(tiny(tmp_path)), "--out", str(tmp_path / "none"), "--report-only"]) == 2
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/summary.json")}
 
 

@@ -43,7 +43,7 @@ from archsearch.presets import resolve_config
 from archsearch.studies import stats as st
 from archsearch.studies.config import StudyConfig
 from archsearch.studies.executors import Job, create_executor
-from archsearch.studies.runner import DONE, run_jobs
+from archsearch.studies.runner import DONE, recorded_outcome, run_jobs
 from archsearch.utils.correct import read_correct
 from archsearch.utils.io import atomic_write_json, atomic_write_text, read_json
 
@@ -240,12 +240,18 @@ def _draw(space, n: int, seed: int) -> dict[str, dict]:
 
 
 # -- running -----------------------------------------------------------------------------------------
-def run_study(cfg: StudyConfig, out: Path, progress: Optional[bool] = None) -> dict:
-    """Plan, check, run what is unfinished, write results.csv, summary.json and report.md."""
+def run_study(cfg: StudyConfig, out: Path, progress: Optional[bool] = None, report_only: bool = False) -> dict:
+    """Plan, check, run what is unfinished, write results.csv, summary.json and report.md.
+    `report_only`: run nothing; report the runs finished so far (a long study looked at midway)."""
     plan = plan_study(cfg, out)
     identity = {k: v for k, v in to_dict(cfg).items() if k != "executor"}  # where runs execute is no result
     run = RunDir(plan.out, "study", identity, checkpoints=False)
     run.check()
+    if report_only:
+        if not (plan.out / "run.json").is_file():
+            raise ConfigError(f"{plan.out} holds no study to report on; run it first")
+        outcomes = {j.id: rec for j in plan.jobs if (rec := recorded_outcome(plan.out, j)) is not None}
+        return _report(plan, outcomes)
     executor = create_executor(cfg.executor)  # a Ray address that cannot be joined fails here, before a write
     run.begin(to_yaml(cfg))
     for arch_id, d in plan.drawn.items():
@@ -254,22 +260,25 @@ def run_study(cfg: StudyConfig, out: Path, progress: Optional[bool] = None) -> d
             atomic_write_json(path, d)
         elif read_json(path) != d:
             raise GenotypeError(f"{path} differs from the architecture this study draws; use another --out")
-    by_id = {j.id: j for j in plan.jobs}
     outcomes = run_jobs(plan.jobs, executor, plan.out, progress, describe=lambda j: _describe(j, plan.metric),
                         title=cfg.name)
-    rows = results_rows(plan, outcomes, by_id)
+    return _report(plan, outcomes)
+
+
+def _report(plan: Plan, outcomes: dict[str, dict]) -> dict:
+    """results.csv, summary.json (statistics, ranking diagnostics) and report.md from the outcomes."""
+    from archsearch.studies.ranking import ranking
+    from archsearch.studies.report import write_report
+
+    rows = results_rows(plan, outcomes, {j.id: j for j in plan.jobs})
     write_results(plan, rows)
     summary = summarize(plan, rows)
-    from archsearch.studies.ranking import ranking
-
     summary["ranking"] = ranking(plan, arch_scores(rows))
     for name, rec in summary["methods"].items():  # labels cannot hold '+': LABEL+RULE splits safely
         tau = summary["ranking"]["methods"].get(name.split("+")[0], {}).get("mean_tau")
         if rec["role"] == "search" and tau is not None:
             rec["supernet_tau"] = tau
     atomic_write_json(plan.out / "summary.json", summary)
-    from archsearch.studies.report import write_report
-
     write_report(plan, rows, summary)
     return summary
 

@@ -99,6 +99,24 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_small_text(path: Path, limit: int, what: str, error: type[ArchsearchError] = DataError,
+                    not_text: type[ArchsearchError] | None = None, not_text_hint: str = "") -> str:
+    """A UTF-8 file of at most `limit` bytes (checked before reading), with one-line errors naming
+    `what` it should be: missing, too large, not text (`not_text` raised, with `not_text_hint`), unreadable."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise error(f"{path}: {size} bytes is too large for a {what}")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except UnicodeDecodeError:
+        raise (not_text or error)(f"{path}: not a text file{not_text_hint}") from None
+    except OSError as e:
+        raise error(f"cannot read {what} {path}: {e.strerror or e}") from None
+
+
 def read_json(path: Path, error: type[ArchsearchError] = DataError) -> Any:
     """A JSON file's value; a missing, unreadable, malformed or absurdly nested file is `error`."""
     path = Path(path)

@@ -18,6 +18,7 @@ import yaml
 from archsearch.errors import GenotypeError
 from archsearch.registry import Registry
 from archsearch.spaces.nasbench101.cell import Cell
+from archsearch.utils.io import read_small_text
 
 MAX_BYTES = 2 << 20  # a cell file is well under a kilobyte; a larger one is something else
 SIZES = ("width", "stacks", "modules_per_stack", "classes", "image_size", "in_channels")
@@ -163,17 +164,7 @@ def parse_cell(text: str, where: str = "cell") -> Cell:
 
 def read_cell_file(path: Path) -> Cell:
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise GenotypeError(f"{path}: {size} bytes is too large for a NAS-Bench-101 cell file")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GenotypeError(f"cell file not found: {path}") from None
-    except UnicodeDecodeError:
-        raise GenotypeError(f"{path}: not a text file") from None
-    except OSError as e:
-        raise GenotypeError(f"cannot read cell file {path}: {e.strerror or e}") from None
+    text = read_small_text(path, MAX_BYTES, "cell file", GenotypeError)
     return parse_cell(text, str(path))
 
 

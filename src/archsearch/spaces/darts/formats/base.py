@@ -11,6 +11,7 @@ from pathlib import Path
 from archsearch.errors import GenotypeError
 from archsearch.registry import Registry
 from archsearch.spaces.darts.genotype import Genotype
+from archsearch.utils.io import read_small_text
 
 FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 MAX_BYTES = 1 << 20  # a genotype takes a few hundred bytes; a larger file is something else
@@ -94,18 +95,8 @@ def parse_genotype(text: str, where: str = "genotype", suffix: str = "") -> Geno
 def read_genotype_file(path: Path) -> Genotype:
     """The genotype a file holds, in any registered format."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise GenotypeError(f"{path}: {size} bytes is too large for a genotype file")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GenotypeError(f"genotype file not found: {path}") from None
-    except UnicodeDecodeError:
-        raise UnknownFormat(f"{path}: not a text file, so in no known genotype format "
-                            f"({', '.join(FORMATS.names())})") from None
-    except OSError as e:
-        raise GenotypeError(f"cannot read genotype file {path}: {e.strerror or e}") from None
+    text = read_small_text(path, MAX_BYTES, "genotype file", GenotypeError, UnknownFormat,
+                           f", so in no known genotype format ({', '.join(FORMATS.names())})")
     return parse_genotype(text, where=str(path), suffix=path.suffix.lower())
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 # Document this checkout's code, not another installed copy. The package is imported now: mkdocs
 # restores sys.path once a hook module has loaded, and its submodules are found through its __path__.
 SRC = Path(__file__).resolve().parents[1] / "src"
-sys.path.insert(0, str(SRC))
+if sys.path[:1] != [str(SRC)]:
+    sys.path.insert(0, str(SRC))
 import archsearch  # noqa: E402,F401
 
 WIDTH = 100  # usage lines wrap here, whatever the terminal

@@ -1,4 +1,4 @@
-"""Search throughput against the number of torchrun processes (issue 8).
+"""Search throughput against the number of torchrun processes.
 
 Runs the same search (same global batch, same steps) in one process and under
 `torchrun --nproc_per_node N` for each N, each process with `--threads` torch threads, and prints

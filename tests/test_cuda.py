@@ -97,7 +97,7 @@ def test_bf16_training_engine(tmp_path):
 
 
 @pytest.mark.skipif("amp" not in {f.name for f in dataclasses.fields(SearchConfig)},
-                    reason="this archsearch has no search precision option yet (issue 18 part 1)")
+                    reason="this archsearch has no search precision option yet")
 def test_bf16_search_engine(tmp_path):
     assert main(["search", "darts_fashionmnist", *SEARCH[:-1], "amp=bf16", "--out", str(tmp_path / "s"),
                  "--no-progress"]) == 0

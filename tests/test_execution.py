@@ -1,4 +1,4 @@
-"""Search execution options (issue 18): channels-last, torch.compile, CUDA graphs (refused on CPU).
+"""Search execution options: channels-last, torch.compile, CUDA graphs (refused on CPU).
 
 The compiled checks trace with `compile_backend=aot_eager` (dynamo + AOTAutograd, no code
 generation), which takes seconds; inductor's CPU code generation takes minutes even for the tiny

@@ -1,4 +1,4 @@
-"""Bad inputs and faults through the CLI (issue 16).
+"""Bad inputs and faults through the CLI.
 
 Every case must end with exit code 2, exactly one stderr line `archsearch: error: ...`, no
 traceback, and every file that was in the watched directory before byte-identical afterwards (no

@@ -15,10 +15,22 @@ from archsearch.failures import user_message
 from archsearch.heldwarnings import drop_warnings, holding, release_warnings
 
 
+def version() -> str:
+    """The installed package's version (`archsearch --version`)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("archsearch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from archsearch.commands import add_commands
 
     p = argparse.ArgumentParser(prog="archsearch", description=__doc__)
+    p.add_argument("--version", action="version", version=f"archsearch {version()}")
     add_commands(p.add_subparsers(dest="command", required=True))
     return p
 

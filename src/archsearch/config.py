@@ -160,8 +160,8 @@ class SegmentationDataConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "fashion-mnist"
-    root: Optional[str] = None  # else $ARCHSEARCH_DATA, then the dataset's standard places
+    name: str = opt("fashion-mnist", "the dataset (`archsearch list datasets`)")
+    root: Optional[str] = opt(None, "the dataset's folder; unset: $ARCHSEARCH_DATA, then the dataset's standard places")
     split: Split = opt(Split.portion, "portion: split the train set; folders: <root>/train and <root>/val")
     train_portion: float = opt(0.5, "portion: the share of the train set the weights train on", above=0.0, high=1.0)
     shuffle_split: bool = opt(False, "portion: seeded shuffle before the cut (image folders are in class order)")
@@ -213,7 +213,7 @@ class OptimConfig:
 
 @dataclass
 class SearchConfig:
-    name: str = "search"
+    name: str = opt("search", "the run directory is runs/<name> unless --out is given")
     seed: int = 2
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     precision: Precision = opt(Precision.float32, "float64: numerical checks (rounding no longer flips ReLU kinks)")
@@ -296,7 +296,7 @@ class TrainOptimConfig:
 class TrainConfig:
     """Training a found architecture from scratch (the papers' evaluation recipes)."""
 
-    name: str = "train"
+    name: str = opt("train", "the run directory is runs/<name> unless --out is given")
     seed: int = 0
     device: str = opt("auto", "auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)")
     amp: bool = opt(True, "bf16 autocast on CUDA; CPU runs in float32")
@@ -460,15 +460,32 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
+def _describe(cls: type, f: dataclasses.Field) -> tuple[str, str, str]:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    default = default.value if isinstance(default, Enum) else default
+    tp = _hints(cls)[f.name]
+    choices = f" ({' | '.join(m.value for m in tp)})" if isinstance(tp, type) and issubclass(tp, Enum) else ""
+    return f.name, repr(default), (f.metadata.get("help") or "") + choices
+
+
 def describe_options(cls: type) -> list[tuple[str, str, str]]:
     """(option, default, help) of a config dataclass, for `archsearch list -v`."""
-    out = []
+    return [_describe(cls, f) for f in dataclasses.fields(cls) if f.name != "name"]
+
+
+def describe_run(cls: type) -> list[tuple[str, str, str]]:
+    """(key, default, help) of a run config's own options, for `archsearch list run -v`: the top-level
+    ones, then those of its plain sections as dotted keys (`data.batch_size`); the component sections
+    (space, strategy, objective, model) are described by describe_options."""
+    out, sections = [], []
     for f in dataclasses.fields(cls):
-        if f.name == "name":
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        default = default.value if isinstance(default, Enum) else default
         tp = _hints(cls)[f.name]
-        choices = f" ({' | '.join(m.value for m in tp)})" if isinstance(tp, type) and issubclass(tp, Enum) else ""
-        out.append((f.name, repr(default), (f.metadata.get("help") or "") + choices))
+        if _component_base(tp) is not None:
+            continue
+        if dataclasses.is_dataclass(tp):
+            sections.append((f.name, tp))
+        else:
+            out.append(_describe(cls, f))
+    for prefix, tp in sections:
+        out += [(f"{prefix}.{k}", d, h) for k, d, h in describe_run(tp)]
     return out

@@ -1,9 +1,10 @@
-"""`archsearch list [WHAT]`: the registered components, presets and published genotypes."""
+"""`archsearch list [WHAT]`: the registered components, presets, published genotypes and the
+options of a run itself (`run`: the keys of `search` and `train` outside the component sections)."""
 from __future__ import annotations
 
 from archsearch.commands import COMMANDS
 
-WHAT = ("genotypes", "spaces", "strategies", "objectives", "datasets", "models", "executors", "configs")
+WHAT = ("genotypes", "spaces", "strategies", "objectives", "datasets", "models", "executors", "configs", "run")
 
 
 @COMMANDS.register("list")
@@ -11,7 +12,8 @@ def register(sub) -> None:
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", nargs="?", default="all", choices=["all", *WHAT])
     ls.add_argument("-v", "--verbose", action="store_true",
-                    help="spaces, strategies, objectives, models, executors: each one's options with defaults and help")
+                    help="spaces, strategies, objectives, models, executors, run: each one's options with "
+                         "defaults and help")
     ls.set_defaults(func=run)
 
 
@@ -34,6 +36,7 @@ def _tables() -> dict:
         "models": list_models,
         "executors": EXECUTORS.names,
         "configs": list_presets,
+        "run": lambda: list(run_configs()),
     }
 
 
@@ -48,13 +51,25 @@ def _registries() -> dict:
             "executors": EXECUTORS}
 
 
-def _options(registry, name: str) -> list[str]:
-    """`  option = default  help` lines of one component's config dataclass."""
-    from archsearch.config import describe_options
+def run_configs() -> dict:
+    """`list run`: the config dataclasses of `archsearch search` and `archsearch train`."""
+    from archsearch.config import SearchConfig, TrainConfig
 
-    rows = describe_options(registry.config_class(name))
+    return {"search": SearchConfig, "train": TrainConfig}
+
+
+def options(rows: list[tuple[str, str, str]]) -> list[str]:
+    """`    option = default  help` lines."""
     width = max((len(f"{k} = {d}") for k, d, _ in rows), default=0)
     return [f"    {f'{k} = {d}':{width}s}  {h}".rstrip() for k, d, h in rows]
+
+
+def _rows(what: str, item: str, registries: dict) -> list[tuple[str, str, str]]:
+    from archsearch.config import describe_options, describe_run
+
+    if what == "run":
+        return describe_run(run_configs()[item])
+    return describe_options(registries[what].config_class(item))
 
 
 def run(args) -> int:
@@ -63,6 +78,6 @@ def run(args) -> int:
         print(f"{name}:")
         for item in tables[name]():
             print(f"  {item}")
-            if args.verbose and name in registries:
-                print("\n".join(_options(registries[name], item)))
+            if args.verbose and (name in registries or name == "run"):
+                print("\n".join(options(_rows(name, item, registries))))
     return 0

@@ -1,4 +1,4 @@
-"""How the supernet executes in a search: memory format, torch.compile, CUDA graphs (issue 18).
+"""How the supernet executes in a search: memory format, torch.compile, CUDA graphs.
 
 Each is a SearchConfig option, off by default and checked when the config loads. The supernet
 is compiled in place (`nn.Module.compile`), so its state_dict, checkpoints and the strategies'

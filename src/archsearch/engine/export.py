@@ -58,7 +58,7 @@ def _onnx(model, example, out: Path) -> torch.Tensor:
     try:
         import onnxruntime
     except ImportError:
-        raise ConfigError("ONNX export needs the export extras: pip install 'archsearch[export]'") from None
+        raise ConfigError("ONNX export needs the onnx extras: pip install 'archsearch[onnx]'") from None
     torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True,
                       external_data=False)  # one self-contained file

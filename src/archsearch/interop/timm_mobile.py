@@ -82,7 +82,7 @@ def timm_network(arch: MobileArch, layout: Layout, num_classes: int, se: bool = 
         from timm.models._efficientnet_builder import decode_arch_def
         from timm.models.efficientnet import EfficientNet
     except ImportError:
-        raise ConfigError("a timm model needs timm: pip install timm") from None
+        raise ConfigError("a timm model needs timm: pip install 'archsearch[timm]'") from None
     if act not in TIMM_ACTIVATIONS:
         raise ConfigError(f"activation {act!r} has no timm name; one of {sorted(TIMM_ACTIVATIONS)}")
     why = mismatch(arch, layout)

@@ -105,6 +105,10 @@ def test_study_presets_plan_every_run(tmp_path):
         cfg = load_config(PRESETS / f"{name}.yaml", schema=StudyConfig)
         plan = plan_study(cfg, tmp_path / name)  # every search and training config resolved and checked
         searches = len(cfg.searches) * len(cfg.search_seeds)
-        archs = searches + cfg.baselines.random + len(cfg.baselines.published)
-        assert cfg.name == name and len(plan.jobs) == searches + archs * len(cfg.retrain.seeds)
+        found = sum(max(len(s.selections), 1) for s in cfg.searches) * len(cfg.search_seeds)
+        derived = found - searches if all(s.selections for s in cfg.searches) else 0
+        scorings = searches if cfg.ranking.enabled and cfg.baselines.random else 0
+        archs = found + cfg.baselines.random + len(cfg.baselines.published)
+        assert cfg.name == name
+        assert len(plan.jobs) == searches + derived + scorings + archs * len(cfg.retrain.seeds)
         assert not (tmp_path / name).exists()

@@ -14,7 +14,7 @@ from helpers import cli, one_line_error, wait_for_checkpoint
 from archsearch.cli import main
 from archsearch.config import ModelConfig, TrainConfig, component, load_config
 from archsearch.data.epochs import ShardSampler
-from archsearch.engine.precise_bn import recompute_bn_stats
+from archsearch.precise_bn import recompute_bn_stats
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import ConfigError
 from archsearch.models import create_family

@@ -52,7 +52,7 @@ from archsearch.engine.distributed import (
 )
 from archsearch.engine.loop import RunLoop
 from archsearch.engine.optim import build_optimizer
-from archsearch.engine.precise_bn import recompute_bn_stats
+from archsearch.precise_bn import recompute_bn_stats
 from archsearch.engine.schedules import epoch_lr
 from archsearch.errors import CheckpointError, ConfigError, DivergenceError
 from archsearch.models import create_family

@@ -31,6 +31,7 @@ from torch import nn
 
 from archsearch.config import Choice, opt
 from archsearch.errors import ConfigError
+from archsearch.precise_bn import recompute_bn_stats
 from archsearch.registry import Registry
 
 SKIP, NONE = "skip_connect", "none"
@@ -101,8 +102,6 @@ class Scorer:
 
     @torch.no_grad()
     def __call__(self, weights: Weights) -> float:
-        from archsearch.engine.precise_bn import recompute_bn_stats  # noqa: PLC0415 (torch-only helper)
-
         self.calls += 1
         device = self.val[0][0].device
         weights = {k: v.to(device) for k, v in weights.items()}

@@ -67,7 +67,8 @@ def test_compiled_darts_architecture_gradient_equals_eager(impl):
 @pytest.mark.slow
 def test_inductor_darts_architecture_gradient_equals_eager():
     """Inductor's generated CPU code (2.5 minutes to compile one graph on the project's 2-core VM)."""
-    want, got, _ = _eager_and(["compile=true"], "reference", "space.nodes=1")
+    # C=8: oneDNN's convolutions of fewer than 8 channels corrupt the heap on some CPUs (AMD EPYC)
+    want, got, _ = _eager_and(["compile=true"], "reference", "space.nodes=1", "space.init_channels=8")
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 

@@ -27,7 +27,7 @@ from archsearch.engine.device import default_dtype, seed_everything
 from archsearch.engine.rundir import RunDir
 from archsearch.errors import CheckpointError, ConfigError
 from archsearch.strategies.selection import Scorer, SelectionConfig
-from archsearch.utils.io import atomic_write_json, file_hash, load_checkpoint
+from archsearch.utils.io import atomic_write_json, file_hash, load_checkpoint, read_json
 
 
 @dataclass
@@ -75,9 +75,7 @@ def derive(run_dir: Path, cfg: SelectionConfig, out: Path) -> dict:
     fs = load_final_search(run_dir)
     s = fs.search
     run = _guard(out, "derive", fs.checkpoint_hash, {"selection": to_dict(cfg)})
-    if (Path(out) / "summary.json").is_file():
-        from archsearch.utils.io import read_json
-
+    if (Path(out) / "summary.json").is_file():  # a finished derivation of the same rule and options
         return read_json(Path(out) / "summary.json")
     run.begin(to_yaml(cfg))
     with default_dtype(s.cfg.precision), s.autocast():
